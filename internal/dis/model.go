@@ -183,7 +183,7 @@ type PutRecordsRequestEntry struct {
 // PutRecordsResponse is the reply to PutRecords: one entry per request record,
 // in request order (§5.4.1 Table 5-92).
 type PutRecordsResponse struct {
-	FailedRecordCount int                       `json:"failed_record_count"`
+	FailedRecordCount int                     `json:"failed_record_count"`
 	Records           []PutRecordsResultEntry `json:"records"`
 }
 
