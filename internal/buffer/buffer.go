@@ -230,8 +230,9 @@ type Buffer struct {
 
 	// Test hooks. commitHook, when set, runs before a batch is written; its
 	// error fails the batch as a write error would.
-	commitHook func() error
-	readSteps  atomic.Uint64 // key versions visited by Read iterators
+	commitHook   func() error
+	readSteps    atomic.Uint64 // key versions visited by Read iterators
+	recoverSteps atomic.Uint64 // key versions visited by Open's per-stream scans
 }
 
 // stream is the in-memory state of one stream; Buffer.mu guards it.

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -291,10 +292,22 @@ func (b *Buffer) recoverStream(name string, next, hint uint64) error {
 	first, end := uint64(0), seek // end: one past the last live record seen
 	s.win = newWindow(seek)
 	err := b.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: s.prefix, PrefetchValues: false})
+		// AllVersions: see Read; recoverSteps counts every key version visited.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: s.prefix, PrefetchValues: false, AllVersions: true})
 		defer it.Close()
+		var last []byte
+		steps := uint64(0)
+		defer func() { b.recoverSteps.Add(steps) }()
 		for it.Seek(recordKey(s.prefix, seek)); it.Valid(); it.Next() {
+			steps++
 			item := it.Item()
+			if last != nil && bytes.Equal(item.Key(), last) {
+				continue
+			}
+			last = append(last[:0], item.Key()...)
+			if item.IsDeletedOrExpired() {
+				continue
+			}
 			seq, ok := seqOfKey(s.prefix, item.Key())
 			if !ok {
 				continue
