@@ -1,0 +1,174 @@
+package disserver
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/edgegw/edgegw/internal/dis"
+)
+
+// readBody reads the raw request body (as sent, compressed or not), bounded
+// by limits.max_request_bytes: more gets HTTP 413 (COMPAT-NOTES fact 12).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	max := s.cfg.Limits.MaxRequestBytes
+	if r.ContentLength > max {
+		return nil, tooLarge(max)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(max)
+		}
+		return nil, dis.NewError(dis.CodeInvalidRequest, "Invalid request. Reading the body failed: %v", err)
+	}
+	return b, nil
+}
+
+func tooLarge(max int64) *dis.Error {
+	return &dis.Error{Status: http.StatusRequestEntityTooLarge, Code: dis.CodeInvalidRequest,
+		Message: fmt.Sprintf("Invalid request. The body is larger than %d bytes.", max)}
+}
+
+// decodeContent undoes request-body compression (COMPAT-NOTES fact 7): lz4
+// and snappy raw blocks and zstd frames from the Java SDK, and gzip. Replies
+// are never compressed: the SDK does not decompress them.
+func (s *Server) decodeContent(r *http.Request, raw []byte) ([]byte, error) {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc == "" || enc == "identity" || len(raw) == 0 {
+		return raw, nil
+	}
+	max := s.cfg.Limits.MaxRequestBytes
+	bad := func(format string, args ...any) error {
+		return dis.NewError(dis.CodeInvalidRequest, "Invalid request. Content-Encoding %s: "+format, append([]any{enc}, args...)...)
+	}
+	switch enc {
+	case "lz4":
+		// A raw LZ4 block carries no length; the SDK sends it in a header.
+		n, err := strconv.ParseInt(r.Header.Get("X-Dis-Lz4-Content-Length"), 10, 64)
+		if err != nil || n < 0 {
+			return nil, bad("x-dis-lz4-content-length must give the uncompressed length")
+		}
+		if n > max {
+			return nil, tooLarge(max)
+		}
+		out := make([]byte, n)
+		got, err := lz4.UncompressBlock(raw, out)
+		if err != nil || int64(got) != n {
+			return nil, bad("corrupt block or wrong x-dis-lz4-content-length")
+		}
+		return out, nil
+	case "snappy":
+		n, err := snappy.DecodedLen(raw)
+		if err != nil {
+			return nil, bad("corrupt block: %v", err)
+		}
+		if int64(n) > max {
+			return nil, tooLarge(max)
+		}
+		out, err := snappy.Decode(nil, raw)
+		if err != nil {
+			return nil, bad("corrupt block: %v", err)
+		}
+		return out, nil
+	case "zstd":
+		d, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderMaxMemory(uint64(max)), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		defer d.Close()
+		return readAllLimited(d, max, bad)
+	case "gzip":
+		z, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		return readAllLimited(z, max, bad)
+	default:
+		return nil, dis.NewError(dis.CodeInvalidRequest, "Invalid request. Content-Encoding %q is not supported; use lz4, snappy, zstd or gzip", enc)
+	}
+}
+
+func readAllLimited(rd io.Reader, max int64, bad func(string, ...any) error) ([]byte, error) {
+	out, err := io.ReadAll(io.LimitReader(rd, max+1))
+	if err != nil {
+		return nil, bad("corrupt stream: %v", err)
+	}
+	if int64(len(out)) > max {
+		return nil, tooLarge(max)
+	}
+	return out, nil
+}
+
+// decodeJSON decodes a request body into v. Malformed JSON and wrong types
+// become DIS.4300 naming the field; unknown fields are ignored because real
+// clients send fields the reference does not list (see the package report).
+func decodeJSON(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return dis.NewError(dis.CodeEmptyRequest, "Empty request.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return dis.NewError(dis.CodeBadRequestBody, "Request error. The body holds more than one JSON value.")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return dis.NewError(dis.CodeBadRequestBody, "Request error. Unexpected data after the JSON body.")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return dis.NewError(dis.CodeBadRequestBody, "Request error. Field %s: JSON %s cannot be %s.", field, te.Value, jsonTypeName(te.Type.Kind().String()))
+	case errors.As(err, &se):
+		return dis.NewError(dis.CodeBadRequestBody, "Request error. Malformed JSON at byte %d: %v.", se.Offset, err)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return dis.NewError(dis.CodeBadRequestBody, "Request error. The JSON body is truncated.")
+	default:
+		return dis.NewError(dis.CodeBadRequestBody, "Request error. %v.", err)
+	}
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "int", "int32", "int64", "uint", "uint32", "uint64":
+		return "an integer"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "ptr":
+		return "this type"
+	}
+	return "a " + kind
+}
+
+// bodyError is DIS.4300 naming the field.
+func bodyError(field, format string, args ...any) *dis.Error {
+	return dis.NewError(dis.CodeBadRequestBody, "Request error. Field %s: %s", field, fmt.Sprintf(format, args...))
+}
