@@ -296,10 +296,20 @@ func (e *fieldErr) in(seg string) *fieldErr {
 	return e
 }
 
+// maxPathSegs bounds the path shown in a reason: only a recursive schema
+// nests deeper than a handful of levels, and the reason travels in a PUBACK
+// and a log line. Longer paths keep their outer and inner ends.
+const maxPathSegs = 16
+
 func (e *fieldErr) validationError() *ValidationError {
 	var b strings.Builder
 	b.WriteByte('$')
-	for i := len(e.segs) - 1; i >= 0; i-- {
+	n := len(e.segs)
+	for i := n - 1; i >= 0; i-- {
+		if n > maxPathSegs && i == n-maxPathSegs/2-1 {
+			b.WriteString("…")
+			i = maxPathSegs/2 - 1
+		}
 		b.WriteString(e.segs[i])
 	}
 	return &ValidationError{Path: b.String(), Code: e.code, Reason: e.reason}

@@ -307,3 +307,13 @@ func TestAvroBinary(t *testing.T) {
 		}
 	})
 }
+
+func TestDeepPathsAreShortened(t *testing.T) {
+	schema := `{"type":"record","name":"N","fields":[{"name":"n","type":["null","N"],"default":null},{"name":"v","type":"int","default":0}]}`
+	payload := strings.Repeat(`{"n":`, 20) + `{"v":"x"}` + strings.Repeat(`}`, 20)
+	want := "$" + strings.Repeat(".n", 8) + "…" + strings.Repeat(".n", 7) + ".v: want int, got string \"x\"" // outer 8, inner 8 segments
+	runCases(t, Spec{DataType: JSON, Schema: schema}, []vcase{
+		{"a path deeper than 16 levels keeps its two ends", payload, CodeType, want},
+		{"a path of 16 levels is shown whole", strings.Repeat(`{"n":`, 15) + `{"v":"x"}` + strings.Repeat(`}`, 15), CodeType, "$" + strings.Repeat(".n", 15) + ".v: want int, got string \"x\""},
+	})
+}
