@@ -207,7 +207,8 @@ func TestPartitionKeyErrors(t *testing.T) {
 	}{
 		{"payload that is not JSON", "d/1", "d/+", "{payload.id}", "temp=3", "", "payload is not JSON"},
 		{"empty payload is not JSON", "d/1", "d/+", "{payload.id}", "", "", "payload is not JSON"},
-		{"missing payload field", "d/1", "d/+", "{payload.device.id}", `{"device":{}}`, "", "field device.id is missing"},
+		{"missing payload field", "d/1", "d/+", "{payload.device.id}", `{"device":{}}`, "", "partition key {payload.device.id}: field device.id is missing"},
+		{"a composite template names itself and the placeholder", "d/1", "d/+", "site-{payload.id}", `{}`, "", "partition key site-{payload.id}: {payload.id}: field id is missing"},
 		{"payload field through a non-object", "d/1", "d/+", "{payload.device.id}", `{"device":3}`, "", "device is a number, not an object"},
 		{"payload that is an array at the top", "d/1", "d/+", "{payload.id}", `[1]`, "", `"id" indexes an array`},
 		{"array index past the end", "d/1", "d/+", "{payload.a.5}", `{"a":[1]}`, "", "field a.5 is missing"},

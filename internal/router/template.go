@@ -180,7 +180,7 @@ func (t *template) render(m *Message, pi *payloadInfo) (string, error) {
 		// building a new string (topic levels and ids are substrings).
 		s, err := t.value(&t.parts[0], m, pi)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("partition key %w", err) // the placeholder is the template
 		}
 		return checkKey(s)
 	}
@@ -188,7 +188,7 @@ func (t *template) render(m *Message, pi *payloadInfo) (string, error) {
 	for i := range t.parts {
 		s, err := t.value(&t.parts[i], m, pi)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("partition key %s: %w", t.src, err)
 		}
 		if b.Len()+len(s) > maxKeyLen {
 			return "", fmt.Errorf("partition key %s is longer than %d bytes", t.src, maxKeyLen)
@@ -219,18 +219,18 @@ func (t *template) value(p *part, m *Message, pi *payloadInfo) (string, error) {
 	case partTopic:
 		s, ok := topicLevel(m.Topic, p.level)
 		if !ok {
-			return "", fmt.Errorf("partition key %s: {topic.%d}: topic %q has fewer than %d levels", t.src, p.level, m.Topic, p.level)
+			return "", fmt.Errorf("{topic.%d}: topic %q has fewer than %d levels", p.level, m.Topic, p.level)
 		}
 		return s, nil
 	case partPayload:
 		if !pi.json() {
-			return "", fmt.Errorf("partition key %s: {payload.%s}: payload is not JSON", t.src, strings.Join(p.path, "."))
+			return "", fmt.Errorf("{payload.%s}: payload is not JSON", strings.Join(p.path, "."))
 		}
 		s, err := jsonField(pi.data, p.path)
 		if err != nil {
-			return "", fmt.Errorf("partition key %s: {payload.%s}: %w", t.src, strings.Join(p.path, "."), err)
+			return "", fmt.Errorf("{payload.%s}: %w", strings.Join(p.path, "."), err)
 		}
 		return s, nil
 	}
-	return "", fmt.Errorf("partition key %s: unknown part", t.src)
+	return "", errors.New("unknown template part")
 }
