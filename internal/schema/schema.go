@@ -22,6 +22,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -271,7 +272,12 @@ func decodeJSON(payload []byte) (any, *ValidationError) {
 		if err == io.EOF {
 			return nil, &ValidationError{Code: CodeSyntax, Reason: "payload is empty, want a JSON record"}
 		}
-		return nil, &ValidationError{Code: CodeSyntax, Reason: "payload is not JSON: " + err.Error()}
+		reason := "payload is not JSON: " + err.Error()
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			reason += fmt.Sprintf(" (at byte %d)", se.Offset) // Offset counts the bytes read: the bad byte, 1-based
+		}
+		return nil, &ValidationError{Code: CodeSyntax, Reason: reason}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, &ValidationError{Code: CodeSyntax, Reason: "data after the JSON record; send one record per message"}
