@@ -32,6 +32,18 @@ func FromDescribe(d *dis.DescribeStreamResponse) StreamSchema {
 	return s
 }
 
+// FetchFromDIS fetches with describe stream (§5.1.4), asking for one
+// partition only: the schema fields do not depend on the partition list.
+func FetchFromDIS(c *dis.Client) FetchFunc {
+	return func(ctx context.Context, stream string) (StreamSchema, error) {
+		d, err := c.DescribeStream(ctx, stream, "", 1)
+		if err != nil {
+			return StreamSchema{}, fmt.Errorf("describe stream %s: %w", stream, err)
+		}
+		return FromDescribe(d), nil
+	}
+}
+
 // FetchFunc returns a stream's schema from DIS. It is called only from the
 // goroutine running Registry.Run, one stream at a time, with a context that
 // carries fetch_timeout; it should return when the context is done.
