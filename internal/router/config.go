@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/edgegw/edgegw/internal/dis"
@@ -169,7 +170,7 @@ func compileRoute(key string, r Route, levels int, errs *[]error) compiledRoute 
 		} else {
 			// The short form is what DIS documents first (§5.4.1) and what
 			// both DIS and the built-in server accept.
-			cr.partitionID = fmt.Sprint(n)
+			cr.partitionID = strconv.Itoa(n)
 		}
 	}
 	return cr

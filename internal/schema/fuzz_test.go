@@ -93,6 +93,16 @@ func FuzzCompile(f *testing.F) {
 	f.Add(`{"type":"array","items":{"type":"map","values":["null","double",{"type":"enum","name":"E","symbols":["A"]}]}}`, []byte(`[{"a":1.5,"b":"A"}]`))
 	f.Add(`{"type":"record","name":"R","fields":[{"name":"f","type":{"type":"fixed","name":"F","size":2,"logicalType":"decimal","precision":4}}]}`, []byte(`{"f":12}`))
 	f.Add(`"string"`, []byte("\x02a"))
+	// The fixture schemas with their payloads, so mutations start from real schemas.
+	sets, err := schematest.Load(schematest.Dir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range sets {
+		for _, p := range append(s.Good, s.Bad...) {
+			f.Add(s.Stream.DataSchema, p.Data)
+		}
+	}
 	f.Fuzz(func(t *testing.T, schemaText string, payload []byte) {
 		for _, spec := range []schema.Spec{
 			{DataType: schema.JSON, Schema: schemaText},
