@@ -61,13 +61,31 @@ const (
 	SourceDIS    = "dis"
 )
 
-// entry is one stream's current state. Entries are immutable; the owner
-// goroutine replaces them.
+// entry is one stream's current state. Entries are immutable apart from
+// their counters; the owner goroutine replaces them, carrying the counters.
 type entry struct {
 	v       *Validator // nil until a schema is known
 	source  string
 	updated time.Time // last successful fetch (DIS streams)
 	err     error     // last fetch or compile error; nil after a success
+	counts  *counters
+}
+
+// counters are one stream's outcomes since NewRegistry: plain atomics, so
+// counting costs the publish path no lock and no allocation.
+type counters struct {
+	passed      atomic.Uint64
+	unvalidated atomic.Uint64
+	rejected    [len(allCodes)]atomic.Uint64
+}
+
+func (c *counters) reject(code Code) {
+	for i, k := range allCodes {
+		if k == code {
+			c.rejected[i].Add(1)
+			return
+		}
+	}
 }
 
 // Registry holds one Validator per stream and keeps DIS-sourced ones fresh.
@@ -107,7 +125,7 @@ func NewRegistry(cfg Config, fetch FetchFunc, log *slog.Logger, streams ...strin
 		r.options[s.Name] = s
 	}
 	for name, v := range configured {
-		m[name] = &entry{v: v, source: SourceConfig}
+		m[name] = &entry{v: v, source: SourceConfig, counts: new(counters)}
 	}
 	all := slices.Clone(streams)
 	for _, s := range cfg.Streams {
@@ -115,7 +133,7 @@ func NewRegistry(cfg Config, fetch FetchFunc, log *slog.Logger, streams ...strin
 	}
 	for _, s := range all {
 		if m[s] == nil {
-			m[s] = &entry{source: SourceDIS}
+			m[s] = &entry{source: SourceDIS, counts: new(counters)}
 		}
 	}
 	r.current.Store(&m)
@@ -136,13 +154,20 @@ func (r *Registry) Validate(stream string, payload []byte) error {
 			return fmt.Errorf("stream %s: %w", stream, ErrNoSchema)
 		}
 		r.unvalidated.Add(1)
+		if e != nil {
+			e.counts.unvalidated.Add(1)
+		}
 		return nil
 	}
 	err := e.v.Validate(payload)
 	if err != nil {
-		err.(*ValidationError).Stream = stream // fresh per call: ours to fill
+		ve := err.(*ValidationError)
+		ve.Stream = stream // fresh per call: ours to fill
+		e.counts.reject(ve.Code)
+		return err
 	}
-	return err
+	e.counts.passed.Add(1)
+	return nil
 }
 
 func (r *Registry) want(stream string) {
@@ -166,6 +191,12 @@ type StreamStatus struct {
 	DataType string
 	Updated  time.Time // last successful fetch (DIS streams)
 	Err      error     // last fetch or compile error, nil after a success
+	// Outcomes of Validate since NewRegistry: payloads that passed, that
+	// were accepted without a schema (no_schema: accept), and rejections by
+	// code (codes with none are left out).
+	Passed      uint64
+	Unvalidated uint64
+	Rejected    map[Code]uint64
 }
 
 // Status lists the streams by name.
@@ -174,7 +205,13 @@ func (r *Registry) Status() []StreamStatus {
 	out := make([]StreamStatus, 0, len(m))
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		e := m[name]
-		st := StreamStatus{Stream: name, Source: e.source, Known: e.v != nil, Updated: e.updated, Err: e.err}
+		st := StreamStatus{Stream: name, Source: e.source, Known: e.v != nil, Updated: e.updated, Err: e.err,
+			Passed: e.counts.passed.Load(), Unvalidated: e.counts.unvalidated.Load(), Rejected: map[Code]uint64{}}
+		for i, code := range allCodes {
+			if n := e.counts.rejected[i].Load(); n > 0 {
+				st.Rejected[code] = n
+			}
+		}
 		if e.v != nil {
 			st.DataType = e.v.spec.DataType
 		}
@@ -252,7 +289,7 @@ func (r *Registry) adoptWanted() {
 	})
 	for _, name := range names {
 		if (*r.current.Load())[name] == nil {
-			r.set(name, &entry{source: SourceDIS})
+			r.set(name, &entry{source: SourceDIS, counts: new(counters)})
 		}
 	}
 }
@@ -287,7 +324,7 @@ func (r *Registry) refresh(ctx context.Context, name string, st *fetchState) {
 				"using", r.fallback(old), "retry_in", st.backoff)
 		}
 		st.failing = true
-		r.set(name, &entry{v: old.v, source: SourceDIS, updated: old.updated, err: err})
+		r.set(name, &entry{v: old.v, source: SourceDIS, updated: old.updated, err: err, counts: old.counts})
 		return
 	}
 	if st.failing || old.v == nil || old.v != v {
@@ -295,7 +332,7 @@ func (r *Registry) refresh(ctx context.Context, name string, st *fetchState) {
 	}
 	st.failing, st.backoff = false, 0
 	st.due = now.Add(r.cfg.RefreshInterval)
-	r.set(name, &entry{v: v, source: SourceDIS, updated: now})
+	r.set(name, &entry{v: v, source: SourceDIS, updated: now, counts: old.counts})
 }
 
 func (r *Registry) fallback(old *entry) string {

@@ -438,3 +438,69 @@ func TestConfigValidate(t *testing.T) {
 		}
 	})
 }
+
+func TestRegistryCountsOutcomesPerStreamAndCode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newFixtureDIS()
+		d.set("fetched", StreamSchema{DataType: "JSON", DataSchema: tempSchema}, nil)
+		cfg := Config{Streams: []StreamConfig{{Name: "local", DataType: JSON, DataSchema: tempSchema}}}
+		r, err := NewRegistry(cfg, d.fetch, nil, "fetched")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{`{"temp":1}`, `{"temp":2}`, `{"temp":"x"}`, `{}`, `{}`, `nope`} {
+			r.Validate("local", []byte(p))
+		}
+		r.Validate("fetched", []byte(`{"temp":1}`)) // before the first fetch: unvalidated
+		startRegistry(t, r)
+		synctest.Wait()
+		r.Validate("fetched", []byte(`{"temp":1.5}`))
+		d.set("fetched", StreamSchema{}, errors.New("down"))
+		time.Sleep(DefaultRefreshInterval) // a failed refresh keeps the counters
+		synctest.Wait()
+		r.Validate("fetched", []byte(`{"temp":3000000000}`))
+
+		got := map[string]StreamStatus{}
+		for _, st := range r.Status() {
+			got[st.Stream] = st
+		}
+		local, fetched := got["local"], got["fetched"]
+		if local.Passed != 2 || local.Unvalidated != 0 || fmt.Sprint(local.Rejected) != "map[missing_field:2 syntax:1 type:1]" {
+			t.Fatalf("local: %+v", local)
+		}
+		if fetched.Passed != 0 || fetched.Unvalidated != 1 || fmt.Sprint(fetched.Rejected) != "map[range:1 type:1]" {
+			t.Fatalf("fetched: %+v", fetched)
+		}
+	})
+}
+
+func TestEveryCodeIsCounted(t *testing.T) {
+	var c counters
+	for _, code := range allCodes {
+		c.reject(code)
+	}
+	for i := range c.rejected {
+		if c.rejected[i].Load() != 1 {
+			t.Fatalf("code %s has no counter", allCodes[i])
+		}
+	}
+	// Every code the fixtures and tests produce must be one of allCodes.
+	known := map[Code]bool{}
+	for _, code := range allCodes {
+		known[code] = true
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "golden", "*", "bad", "*.want"))
+	if len(files) == 0 {
+		t.Fatal("no fixtures found")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _, _ := strings.Cut(strings.TrimPrefix(string(b), "code: "), "\n")
+		if !known[Code(code)] {
+			t.Errorf("%s: code %q is not in allCodes", f, code)
+		}
+	}
+}

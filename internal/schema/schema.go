@@ -51,6 +51,10 @@ const (
 	CodeHeader  Code = "header"        // a CSV header that does not name the fields
 )
 
+// allCodes lists every Code, in the order of the Registry's counters; a new
+// Code goes here too (TestEveryCodeIsCounted checks the fixtures' codes).
+var allCodes = [...]Code{CodeSyntax, CodeType, CodeRange, CodeMissing, CodeUnknown, CodeEnum, CodeUnion, CodeFormat, CodeColumns, CodeHeader}
+
 // ValidationError says why a payload does not fit its stream's schema. The
 // broker puts Detail() in the MQTT 5 PUBACK reason string and the dead-letter
 // message, and counts rejections by Stream and Code.
