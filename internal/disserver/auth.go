@@ -108,10 +108,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, body []byte)
 	if !allowsProject(cfgUser.Projects, project) {
 		return errForbidden(project)
 	}
-	secret, err := s.tokenSecret()
-	if err != nil {
-		return err
-	}
+	secret := s.secret
 	now := s.now()
 	exp := now.Add(s.cfg.Auth.TokenTTL)
 	c := tokenClaims{User: u.Name, Domain: u.Domain.Name, Project: project, Issued: now.Unix(), Expires: exp.Unix()}
@@ -153,11 +150,7 @@ func (s *Server) verifyToken(tok string) (tokenClaims, error) {
 	if !ok {
 		return c, errUnauthorized("the token is malformed")
 	}
-	secret, err := s.tokenSecret()
-	if err != nil {
-		return c, err
-	}
-	m := hmac.New(sha256.New, secret)
+	m := hmac.New(sha256.New, s.secret)
 	m.Write([]byte(tokenPrefix + p))
 	want := base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 	if !hmac.Equal([]byte(want), []byte(sig)) {
@@ -177,21 +170,19 @@ func (s *Server) verifyToken(tok string) (tokenClaims, error) {
 	return c, nil
 }
 
-// tokenSecret returns the persisted token key, creating it on first use.
-func (s *Server) tokenSecret() ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// ensureTokenSecret loads or creates the token key at startup, so request
+// handling reads it without locks.
+func (s *Server) ensureTokenSecret() error {
 	if s.secret != nil {
-		return s.secret, nil
+		return nil
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
-		return nil, err
+		return err
 	}
-	err := s.syncUpdate(func(txn *badger.Txn) error { return txn.Set([]byte(keySecret), key) })
-	if err != nil {
-		return nil, fmt.Errorf("store token key: %w", err)
+	if err := s.syncUpdate(func(txn *badger.Txn) error { return txn.Set([]byte(keySecret), key) }); err != nil {
+		return fmt.Errorf("store token key: %w", err)
 	}
 	s.secret = key
-	return key, nil
+	return nil
 }

@@ -18,6 +18,22 @@ import (
 	"github.com/edgegw/edgegw/internal/dis"
 )
 
+// reserveBody takes room for the request's body in the in-flight budget,
+// waiting while other requests hold it. Requests without a body take none.
+func (s *Server) reserveBody(r *http.Request) (release func(), err error) {
+	n := r.ContentLength
+	if n < 0 || n > s.cfg.Limits.MaxRequestBytes {
+		n = s.cfg.Limits.MaxRequestBytes // unknown length: the most it may be
+	}
+	if n == 0 {
+		return func() {}, nil
+	}
+	if err := s.bodyBudget.Acquire(r.Context(), n); err != nil {
+		return nil, fmt.Errorf("wait for request memory: %w", err)
+	}
+	return func() { s.bodyBudget.Release(n) }, nil
+}
+
 // readBody reads the raw request body (as sent, compressed or not), bounded
 // by limits.max_request_bytes: more gets HTTP 413 (COMPAT-NOTES fact 12).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {

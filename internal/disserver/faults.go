@@ -102,9 +102,9 @@ func (s *Server) inOutage() bool {
 	return since >= f.OutageStart && since < f.OutageStart+f.OutageDuration
 }
 
-// rejectPut decides the request-level answer to a PutRecords request: fault
-// injection's every-Mth-request 429, then the project's request rate.
-func (s *Server) rejectPut(p *project) *dis.Error {
+// rejectPut applies fault injection's every-Mth-request 429 to a PutRecords
+// request (the request rate limit applies to every request, in serve).
+func (s *Server) rejectPut() *dis.Error {
 	s.faultMu.Lock()
 	s.putRequests++
 	n := s.putRequests
@@ -113,7 +113,7 @@ func (s *Server) rejectPut(p *project) *dis.Error {
 	if every > 0 && n%uint64(every) == 0 {
 		return errTooManyRequests("fault injection: every %dth request is rejected", every)
 	}
-	return s.limitRequest(p)
+	return nil
 }
 
 // limitRequest applies flow_control.requests_per_second to a project.

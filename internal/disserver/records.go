@@ -130,7 +130,7 @@ func (s *Server) hPutRecords(c *call) error {
 	if err != nil {
 		return err
 	}
-	if e := s.rejectPut(s.lookupProject(c.project)); e != nil {
+	if e := s.rejectPut(); e != nil {
 		c.w.Header().Set("Retry-After", "1")
 		return e
 	}

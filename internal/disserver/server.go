@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/edgegw/edgegw/internal/dis"
 )
@@ -73,8 +74,16 @@ type Server struct {
 	reqSeq    atomic.Uint64
 	reqPrefix string
 
-	httpMu  sync.Mutex
-	httpSrv *http.Server
+	// gate and inflight let Shutdown wait for running requests before it
+	// closes the store; closed is set under gate.
+	gate     sync.RWMutex
+	inflight sync.WaitGroup
+	// bodyBudget bounds the request bodies held in memory at once.
+	bodyBudget *semaphore.Weighted
+
+	httpMu       sync.Mutex
+	httpSrv      *http.Server
+	shuttingDown bool // under httpMu: Serve refuses to start
 
 	janitorStop chan struct{}
 	janitorDone chan struct{}
@@ -84,6 +93,11 @@ type Server struct {
 	closeErr  error
 	closed    atomic.Bool
 }
+
+// maxBodyBytesInFlight bounds the request bodies held at once: ten 12 MB
+// PutRecords (the AK/SK body limit) fit, and a small box can afford 128 MiB.
+// More requests wait for room instead of growing the heap.
+const maxBodyBytesInFlight = 128 << 20
 
 // project is one tenant's namespace.
 type project struct {
@@ -128,6 +142,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		janitorStop: make(chan struct{}),
 		janitorDone: make(chan struct{}),
 		janitorKick: make(chan struct{}, 1),
+		bodyBudget:  semaphore.NewWeighted(max(maxBodyBytesInFlight, cfg.Limits.MaxRequestBytes)),
 	}
 	for _, k := range cfg.Auth.Keys {
 		s.keys[k.AccessKey] = k
@@ -146,6 +161,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("load DIS data from %s: %w", cfg.DataDir, err)
+	}
+	if err := s.ensureTokenSecret(); err != nil {
+		_ = db.Close()
+		return nil, err
 	}
 	if cfg.Auth.Mode == AuthNone {
 		msg := "DIS server runs with auth: none; every request is accepted without credentials. Use only for local development"
@@ -168,7 +187,7 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 // Serve serves the API on ln until Shutdown. It returns nil after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.httpMu.Lock()
-	if s.closed.Load() {
+	if s.closed.Load() || s.shuttingDown {
 		s.httpMu.Unlock()
 		return errors.New("DIS server is shut down")
 	}
@@ -197,16 +216,28 @@ func (s *Server) Serve(ln net.Listener) error {
 // idempotent; later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
 		var errs []error
 		s.httpMu.Lock()
 		srv := s.httpSrv
+		s.shuttingDown = true
 		s.httpMu.Unlock()
 		if srv != nil {
 			if err := srv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop DIS HTTP server: %w", err))
 				_ = srv.Close()
 			}
+		}
+		// Requests served through Handler by an embedder's own HTTP server:
+		// refuse new ones and wait for the running ones.
+		s.gate.Lock()
+		s.closed.Store(true)
+		s.gate.Unlock()
+		waited := make(chan struct{})
+		go func() { s.inflight.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("DIS requests still running at shutdown: %w", ctx.Err()))
 		}
 		close(s.janitorStop)
 		<-s.janitorDone
@@ -350,7 +381,6 @@ type call struct {
 	query   url.Values
 	body    []byte
 	proto   bool // request Content-Type is protobuf: PutRecords/GetRecords answer in protobuf
-	start   time.Time
 }
 
 // q returns a query parameter; an empty value counts as absent (COMPAT-NOTES fact 3).
@@ -423,32 +453,63 @@ func route(method, version string, seg []string) (h handlerFunc, ok bool) {
 	return nil, false
 }
 
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	start := s.now()
+func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
 	reqID := fmt.Sprintf("%s%010x", s.reqPrefix, s.reqSeq.Add(1))
 	w.Header().Set("X-Request-Id", reqID)
+	s.gate.RLock()
+	if s.closed.Load() {
+		s.gate.RUnlock()
+		writeError(w, &dis.Error{Status: http.StatusServiceUnavailable, Code: dis.CodeSystemError, Message: "System error. The DIS server is shutting down."})
+		return
+	}
+	s.inflight.Add(1)
+	s.gate.RUnlock()
+	defer s.inflight.Done()
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
 			s.log.Error("DIS request panicked", "err", fmt.Sprint(v), "method", r.Method, "path", r.URL.Path, "request_id", reqID)
-			writeError(w, dis.NewError(dis.CodeSystemError, "System error."))
+			if w.status == 0 {
+				writeError(w, dis.NewError(dis.CodeSystemError, "System error."))
+			}
 		}
 	}()
-	if err := s.serve(w, r, start); err != nil {
+	if err := s.serve(w, r); err != nil {
 		var de *dis.Error
 		if !errors.As(err, &de) {
 			s.log.Error("DIS request failed", "err", err, "method", r.Method, "path", r.URL.Path, "request_id", reqID)
 			de = dis.NewError(dis.CodeSystemError, "System error.")
-		} else if de.Status >= 500 {
-			s.log.Warn("DIS request failed", "err", err, "method", r.Method, "path", r.URL.Path, "request_id", reqID)
 		}
 		writeError(w, de)
 	}
+	s.log.Debug("DIS request", "method", r.Method, "path", r.URL.Path, "status", w.status, "duration", time.Since(start), "request_id", reqID)
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, start time.Time) error {
+// statusWriter records the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	path := r.URL.Path
 	// Trailing slashes route like no slash (COMPAT-NOTES fact 2).
 	if len(path) > 1 && strings.HasSuffix(path, "/") {
@@ -486,12 +547,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, start time.Time) 
 	if hp := r.Header.Get("X-Project-Id"); hp != "" && hp != projectID {
 		return dis.NewError(dis.CodeInvalidProject, "Invalid Project Id. X-Project-Id %q does not match the path's project %q", hp, projectID)
 	}
+	release, err := s.reserveBody(r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	raw, err := s.readBody(w, r)
 	if err != nil {
 		return err
 	}
 	if err := s.authenticate(r, raw, projectID); err != nil {
 		return err
+	}
+	if e := s.limitRequest(s.lookupProject(projectID)); e != nil {
+		w.Header().Set("Retry-After", "1")
+		return e
 	}
 	body, err := s.decodeContent(r, raw)
 	if err != nil {
@@ -503,7 +573,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, start time.Time) 
 	}
 	c := &call{
 		s: s, w: w, r: r, project: projectID, seg: segs[2:], query: query, body: body,
-		proto: dis.IsProtobufContentType(r.Header.Get("Content-Type")), start: start,
+		proto: dis.IsProtobufContentType(r.Header.Get("Content-Type")),
 	}
 	return h(s, c)
 }

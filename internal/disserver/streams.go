@@ -86,6 +86,10 @@ var (
 
 const maxTags = 10 // DIS.4601: at most 10 tags per resource
 
+// maxScalingLog bounds the scaling log kept per stream: with no cooldown a
+// client could otherwise grow the stream's metadata without end.
+const maxScalingLog = 100
+
 // hashRange returns partition i's hash range among n ACTIVE partitions with
 // the formula the SDKs use for client-side routing (COMPAT-NOTES fact 17):
 // avg = MaxInt64/n, partition 0 is [0, avg], partition i is (i·avg, (i+1)·avg],
@@ -567,6 +571,9 @@ func (s *Server) hUpdatePartitionCount(c *call) error {
 	next.Scaling = append(append([]dis.UpdatePartitionCount(nil), m.Scaling...), dis.UpdatePartitionCount{
 		CreateTimestamp: now, SrcPartitionCount: src, TargetPartitionCount: dst, ResultCode: 1,
 	})
+	if n := len(next.Scaling); n > maxScalingLog {
+		next.Scaling = next.Scaling[n-maxScalingLog:]
+	}
 	if err := s.syncUpdate(func(txn *badger.Txn) error { return s.persistStream(txn, &next) }); err != nil {
 		return fmt.Errorf("scale stream %s: %w", name, err)
 	}
