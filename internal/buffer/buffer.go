@@ -171,6 +171,8 @@ type Stats struct {
 	Txns    uint64 // badger transactions committed
 	Syncs   uint64 // db.Sync calls
 
+	Reclaims uint64 // LSM flattens run to give back the space of removed records
+
 	DiskLSM   int64 // badger's own accounting (db.Size), refreshed by badger about once a minute
 	DiskVlog  int64
 	DiskUsage int64 // bytes allocated by the files in Dir, measured now
@@ -226,7 +228,7 @@ type Buffer struct {
 
 	appended, acked, rejected, dropped, expired atomic.Uint64
 	diskFull, writeErrors                       atomic.Uint64
-	batches, txns, syncs                        atomic.Uint64
+	batches, txns, syncs, reclaims              atomic.Uint64
 
 	// Test hooks. commitHook, when set, runs before a batch is written; its
 	// error fails the batch as a write error would.
@@ -747,6 +749,7 @@ func (b *Buffer) Stats() Stats {
 		Batches:       b.batches.Load(),
 		Txns:          b.txns.Load(),
 		Syncs:         b.syncs.Load(),
+		Reclaims:      b.reclaims.Load(),
 	}
 	type headRef struct {
 		s   *stream
@@ -820,7 +823,10 @@ func (b *Buffer) timestampAt(prefix []byte, seq uint64) (int64, error) {
 
 // dirUsage returns the bytes allocated to the regular files directly in dir
 // (badger preallocates sparse files, so apparent sizes would overstate it).
-func dirUsage(dir string) int64 {
+func dirUsage(dir string) int64 { return filesUsage(dir, "") }
+
+// filesUsage is dirUsage restricted to names ending in suffix.
+func filesUsage(dir, suffix string) int64 {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0
@@ -828,7 +834,7 @@ func dirUsage(dir string) int64 {
 	var n int64
 	for _, e := range ents {
 		fi, err := e.Info()
-		if err != nil || !fi.Mode().IsRegular() {
+		if err != nil || !fi.Mode().IsRegular() || !strings.HasSuffix(e.Name(), suffix) {
 			continue
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {

@@ -62,7 +62,32 @@
 // MinFreeDisk: while the filesystem has less free space, Append fails with
 // ErrDiskFull and nothing is written; appends succeed again once space
 // returns. The reserve exists because badger writes through mmap of sparse
-// files, and a page fault on a full filesystem is SIGBUS, not ENOSPC.
+// files, and a page fault on a full filesystem is SIGBUS, not ENOSPC:
+// measured on a 64 MiB tmpfs, with the reserve disabled the process died of
+// SIGBUS in badger's table builder; with it, Append returned ErrDiskFull and
+// resumed once space was freed (TestRealFullFilesystem).
+//
+// Disk space of removed records comes back through LSM compaction. A
+// drained queue writes nothing that would trigger it, so the janitor
+// flattens the tree when tables are mostly dead (reclaim): measured, 1M x
+// 300 B drained left 351 MiB, reclaim brought it to 18 MiB in ~5 s.
+//
+// # Memory (measured, TestSoakMillionRecords, 2 cores, pure-Go build)
+//
+// Badger memory is bounded by options, not by the backlog: two 8 MiB
+// memtables (10 MiB arenas), a 4 MiB index cache, no block cache (no
+// compression, tables read through mmap), compaction table builders. The
+// buffer's own state is 4 bytes per buffered record. The Go heap churns
+// through badger's table builders, so the gateway must run with a Go memory
+// limit (GOMEMLIMIT / debug.SetMemoryLimit) or the heap grows to several
+// times the live set. With 1,000,000 records of 300 B buffered:
+//
+//	memory limit 64 MiB: peak RssAnon 84 MiB, 69 MiB at full backlog;
+//	                     fill ~14k rec/s, drain ~33k rec/s
+//	no memory limit:     RssAnon ~150-190 MiB, fill ~20-30k rec/s
+//
+// RssFile (the mmap'd tables, ~350 MiB at that backlog) is page cache the
+// kernel reclaims under pressure; it is not counted against the bound.
 //
 // # Crash recovery
 //

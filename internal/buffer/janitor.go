@@ -28,6 +28,7 @@ func (b *Buffer) runJanitor() {
 			b.janitorPass()
 		case <-gc.C:
 			b.runValueLogGC()
+			b.reclaim()
 		}
 	}
 }
@@ -210,6 +211,44 @@ func (b *Buffer) runValueLogGC() {
 		}
 		return
 	}
+}
+
+// Reclaim thresholds. Deleted records keep their space until their
+// tombstones are compacted into the bottom level, and a drained queue writes
+// nothing that would trigger that compaction: measured, 1M records of 300 B
+// drained left 350 MiB on disk; a Flatten brought it to 20 MiB in 1.7 s.
+const (
+	// reclaimMinLSM 64 MiB: below this the dead space is not worth a rewrite.
+	reclaimMinLSM = 64 << 20
+	// reclaimDeadRatio 4: flatten only when live records are under a quarter
+	// of the tables, so the rewrite of live data costs at most a third of
+	// what it frees.
+	reclaimDeadRatio = 4
+)
+
+// reclaim flattens the LSM tree into one level when it is mostly dead
+// records (a drained backlog), which drops tombstones with the values they
+// delete. Writes go on meanwhile; badger pauses its own compactions.
+func (b *Buffer) reclaim() {
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.dbClosed {
+		return
+	}
+	sst := filesUsage(b.opts.Dir, ".sst")
+	b.mu.Lock()
+	live := b.bytes
+	b.mu.Unlock()
+	if sst < reclaimMinLSM || sst < reclaimDeadRatio*live {
+		return
+	}
+	start := time.Now()
+	if err := b.db.Flatten(1); err != nil {
+		b.log.Warn("buffer: reclaiming disk space", "err", err)
+		return
+	}
+	b.reclaims.Add(1)
+	b.log.Info("buffer: reclaimed disk space of removed records", "tables_before", sst, "tables_after", filesUsage(b.opts.Dir, ".sst"), "live_bytes", live, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // recover rebuilds the in-memory state from disk (called by Open).
