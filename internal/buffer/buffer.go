@@ -610,6 +610,12 @@ func (b *Buffer) Ack(stream string, seqs ...uint64) error {
 	if b.opts.ReadOnly {
 		return ErrReadOnly
 	}
+	b.dbMu.RLock()
+	closed := b.dbClosed
+	b.dbMu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
 	b.ackMu.RLock()
 	defer b.ackMu.RUnlock()
 	b.mu.Lock()
