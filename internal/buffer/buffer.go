@@ -644,9 +644,6 @@ func (b *Buffer) removeLocked(s *stream, seqs []uint64, why removeReason) [][]by
 		if p == nil || *p == 0 {
 			continue
 		}
-		if s.inBatch && seq >= s.batchFirst {
-			continue // being committed right now: cannot have been read yet
-		}
 		size := int64(*p)
 		*p = 0
 		s.records--
