@@ -13,7 +13,7 @@ import (
 // an indirection filled in when its compilation finishes.
 type compiler struct {
 	allowUnknown bool
-	jsonNamed    map[string]*jsonCheck
+	scanNamed    map[string]*scanCheck
 	binNamed     map[string]*binCheck
 	minNamed     map[string]int
 }

@@ -131,7 +131,7 @@ const (
 type Validator struct {
 	spec  Spec
 	mode  mode
-	json  jsonCheck
+	json  func(payload []byte) *ValidationError
 	csv   *csvSchema // modeCSV; its fields are nil without a schema
 	avro  binCheck
 	comma rune
@@ -217,7 +217,7 @@ func Compile(s Spec) (*Validator, error) {
 	case s.DataType == JSON && schema == nil:
 		v.mode = modeJSONSyntax
 	case s.DataType == JSON:
-		v.mode, v.json = modeJSON, c.json(schema)
+		v.mode, v.json = modeJSON, c.scanRoot(schema)
 	case s.DataType == CSV:
 		if s.CSVHeader == HeaderCheck && schema == nil {
 			return nil, specErr("csv_header", "check needs a data_schema to check the header against")
@@ -249,12 +249,7 @@ func (v *Validator) Validate(payload []byte) error {
 			}
 		}
 	case modeJSON:
-		var val any
-		if val, err = decodeJSON(payload); err == nil {
-			if fe := v.json(val); fe != nil {
-				err = fe.validationError()
-			}
-		}
+		err = v.json(payload)
 	case modeCSV:
 		err = v.validateCSV(payload)
 	case modeAvro:
