@@ -261,6 +261,9 @@ func (v *Validator) Validate(payload []byte) error {
 	return err
 }
 
+// decodeJSON decodes one JSON value. The checkers scan bytes instead
+// (jsonscan.go); this gives their error for a malformed payload, and it is
+// the reference checker's decoder in the tests.
 func decodeJSON(payload []byte) (any, *ValidationError) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	// Numbers stay text, so int/long ranges are checked exactly instead of
