@@ -125,13 +125,19 @@ type RateLimit struct {
 // Faults are deterministic failures for testing clients. They can also be
 // changed at runtime with Server.SetFaults.
 type Faults struct {
-	// FailEveryNthRecord fails every Nth record offered to PutRecords (counted
-	// across all requests, in arrival order) with DIS.4303 inside HTTP 200.
+	// FailEveryNthRecord fails every Nth record of PutRecords with DIS.4303
+	// inside HTTP 200. Records are counted across requests in arrival order;
+	// only records that would otherwise be stored count. Like real
+	// per-partition flow control, the later records of the failed record's
+	// partition in that request fail too (uncounted), so clients that resend
+	// failures in order keep per-partition order.
 	FailEveryNthRecord int `yaml:"fail_every_nth_record"`
 	// RejectEveryNthRequest answers every Mth PutRecords request with HTTP 429.
 	RejectEveryNthRequest int `yaml:"reject_every_nth_request"`
 	// OutageStart and OutageDuration define a window, relative to server start
-	// (or to the SetFaults call), in which every API request gets HTTP 503.
+	// (or to the SetFaults call), in which the data-plane APIs (records,
+	// cursors, checkpoints) answer HTTP 503 DIS.5000. Stream and app
+	// management stay up so that fixtures can be set up during the window.
 	OutageStart    time.Duration `yaml:"outage_start"`
 	OutageDuration time.Duration `yaml:"outage_duration"`
 }

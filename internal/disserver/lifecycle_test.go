@@ -34,9 +34,11 @@ func TestShutdownIsIdempotentAndRefusesLateRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	if err := s.Serve(ln); err == nil {
-		t.Fatal("Serve after Shutdown returned nil")
+	if err := s.Serve(ln); err != nil {
+		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Fatal("Serve after Shutdown left the listener open")
 	}
 }
 

@@ -184,12 +184,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 // Handler returns the HTTP handler of the API.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
-// Serve serves the API on ln until Shutdown. It returns nil after Shutdown.
+// Serve serves the API on ln until Shutdown and closes ln. It returns nil
+// after Shutdown, also when Shutdown came first (like http.Server, whose
+// ErrServerClosed it maps to nil).
 func (s *Server) Serve(ln net.Listener) error {
 	s.httpMu.Lock()
 	if s.closed.Load() || s.shuttingDown {
 		s.httpMu.Unlock()
-		return errors.New("DIS server is shut down")
+		_ = ln.Close()
+		return nil
 	}
 	if s.httpSrv == nil {
 		s.httpSrv = &http.Server{
@@ -516,10 +519,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		path = path[:len(path)-1]
 	}
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	if s.inOutage() {
-		w.Header().Set("Retry-After", "1")
-		return &dis.Error{Status: http.StatusServiceUnavailable, Code: dis.CodeSystemError, Message: "System error. Service unavailable (fault injection: outage window)."}
-	}
 	if len(segs) == 3 && segs[0] == "v3" && segs[1] == "auth" && segs[2] == "tokens" {
 		if r.Method != http.MethodPost {
 			return errMethod(r.Method)
@@ -539,6 +538,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if h == nil {
 		return errMethod(r.Method)
+	}
+	if isDataPlane(segs[0], segs[2:]) && s.inOutage() {
+		w.Header().Set("Retry-After", "1")
+		return &dis.Error{Status: http.StatusServiceUnavailable, Code: dis.CodeSystemError, Message: "System error. Service unavailable (fault injection: outage window)."}
 	}
 	projectID := segs[1]
 	if !projectIDRe.MatchString(projectID) {
@@ -576,6 +579,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		proto: dis.IsProtobufContentType(r.Header.Get("Content-Type")),
 	}
 	return h(s, c)
+}
+
+// isDataPlane tells the APIs an injected outage takes down: records,
+// cursors and checkpoints, which producers and consumers use. Stream and
+// app management stay up so that test fixtures can be set up and inspected
+// during the window.
+func isDataPlane(version string, seg []string) bool {
+	return version == "v2" && len(seg) == 1 && (seg[0] == "records" || seg[0] == "cursors" || seg[0] == "checkpoints")
 }
 
 func errNoRoute() error {

@@ -293,14 +293,14 @@ func (w *writer) admit(j *job, now int64, entries []pending) []pending {
 	if st.meta.StreamType == dis.StreamTypeAdvanced {
 		limit = s.cfg.FlowControl.Advanced
 	}
-	// Once a partition throttles a record in this request, later records of
-	// the same partition are throttled too, so a client that resends the
-	// failed ones keeps per-partition order.
+	// Once a partition throttles a record in this request (flow control or
+	// injected), later records of the same partition fail too, as with real
+	// per-partition flow control, so a client that resends the failed ones
+	// keeps per-partition order.
 	var throttled map[int]bool
 	for i := range j.records {
 		r := &j.records[i]
 		res := &j.results[i]
-		s.recordCounter++
 		if r.err != nil {
 			*res = entryError(r.err)
 			continue
@@ -311,19 +311,22 @@ func (w *writer) admit(j *job, now int64, entries []pending) []pending {
 			continue
 		}
 		p := st.parts[idx]
+		if throttled[idx] {
+			*res = throttleEntry("an earlier record of partition %s in this request was throttled", dis.ShardID(idx))
+			continue
+		}
+		// Only records that would otherwise be stored count, so every N
+		// counted records hold N-1 successes and resending cannot livelock.
+		s.recordCounter++
 		if faults.FailEveryNthRecord > 0 && s.recordCounter%uint64(faults.FailEveryNthRecord) == 0 {
+			throttled = markThrottled(throttled, idx)
 			*res = throttleEntry("fault injection: every %dth record fails", faults.FailEveryNthRecord)
 			continue
 		}
-		if s.cfg.FlowControl.Enabled {
-			if throttled[idx] || !p.admit(limit, len(r.data), now, s.cfg.Limits.MaxRecordBytes) {
-				if throttled == nil {
-					throttled = map[int]bool{}
-				}
-				throttled[idx] = true
-				*res = throttleEntry("partition %s is limited to %d bytes/s and %d records/s", dis.ShardID(idx), limit.BytesPerSecond, limit.RecordsPerSecond)
-				continue
-			}
+		if s.cfg.FlowControl.Enabled && !p.admit(limit, len(r.data), now, s.cfg.Limits.MaxRecordBytes) {
+			throttled = markThrottled(throttled, idx)
+			*res = throttleEntry("partition %s is limited to %d bytes/s and %d records/s", dis.ShardID(idx), limit.BytesPerSecond, limit.RecordsPerSecond)
+			continue
 		}
 		prev := partitionMarks{p.assign, p.lastArrival, p.lastIndex}
 		seq := p.assign
@@ -340,6 +343,14 @@ func (w *writer) admit(j *job, now int64, entries []pending) []pending {
 		*res = dis.PutRecordsResultEntry{PartitionID: dis.ShardID(idx), SequenceNumber: strconv.FormatInt(seq, 10)}
 	}
 	return entries
+}
+
+func markThrottled(m map[int]bool, idx int) map[int]bool {
+	if m == nil {
+		m = map[int]bool{}
+	}
+	m[idx] = true
+	return m
 }
 
 func entryError(e *dis.Error) dis.PutRecordsResultEntry {
