@@ -1,0 +1,48 @@
+package disserver
+
+// Compatibility decisions. Where the reference (../shared/dis-api) and the
+// official clients disagree, the clients win (COMPAT-NOTES.md). The choices
+// this server makes, and why:
+//
+//   - Error bodies carry both key pairs, error_code/error_msg (reference, Go
+//     SDK v3) and errorCode/message (Java, go-dis). Statuses follow §6.1: 400
+//     for DIS.4xxx, 403 DIS.4116, 500 DIS.5000; plus 401 APIGW.0301 for bad
+//     credentials, 413 for bodies or record counts over the limits, 404/405
+//     APIGW.0101 for unknown routes, 429 and 503 as below.
+//   - sequence_number and partition_id are JSON strings everywhere, also
+//     where the reference's examples show numbers (Go SDK decodes strictly).
+//   - Throttling is per record, DIS.4303 inside HTTP 200 (what the SDKs
+//     retry), not the reference's HTTP 400. The request-level limit and
+//     injected request faults are HTTP 429. Once a partition throttles a
+//     record in a request, its later records in that request fail too.
+//   - Unknown JSON fields are ignored: real clients send fields the reference
+//     does not list (the Go SDK always sends its non-omitempty fields, SDK
+//     versions add fields over time), and rejecting them would break those
+//     clients. Malformed JSON, wrong JSON types,
+//     missing required fields and unknown enum values are DIS.4300 naming
+//     the field.
+//   - Cursors are unpadded base64url of the reference's GetCursor JSON layout,
+//     always AT_SEQUENCE_NUMBER with the position resolved when issued; the
+//     Kafka adapter decodes them. Std base64, padding and '+' sent as ' ' are
+//     accepted.
+//   - sequence_number_range is [first : next) with an exclusive end ("[0 : 0]"
+//     when empty), absent for EXPIRED partitions.
+//   - Scaling keeps ACTIVE partitions at indexes 0..n-1 (client-side routing
+//     computes the index from the hash): scale-down marks the highest DELETED,
+//     scale-up re-activates them with their sequence numbers continuing.
+//     Hash ranges are recomputed over the ACTIVE set with the SDK formula.
+//   - Quotas answer {"quotas":{"resources":[{type,quota,used}…]}}: the
+//     reference's table and example disagree (COMPAT-NOTES C8).
+//   - GET …/update_partition_counts returns {"update_partition_counts":[…]}
+//     (the reference documents no response, C9).
+//   - An app "in use" (DIS.4331) is one that committed a checkpoint in the
+//     last 5 minutes; deleting an app deletes its checkpoints.
+//   - AT_TIMESTAMP below retention answers DIS.4300 "timestamp is expired,
+//     timestamp should be larger than N" with N a minute inside retention,
+//     so the Java SDK's immediate retry with N succeeds.
+//   - Stream status is always RUNNING (creation and deletion are immediate),
+//     so DIS.4205 is never returned.
+//   - Not implemented: tag APIs (§5.7), monitoring (§5.6), dump tasks (§5.5),
+//     the Kafka adapter's consumer-group coordinator, Python's
+//     V11-HMAC-SHA256 signing variant, validation of X-Security-Token
+//     (temporary credentials are accepted if the AK/SK signature verifies).
