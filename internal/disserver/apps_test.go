@@ -140,6 +140,13 @@ func TestCheckpoints(t *testing.T) {
 		{name: "consumption state needs checkpoint_type", method: "GET", path: appsPath + "/a/streams/s", status: 400, code: "DIS.4200"},
 		{name: "consumption state of unknown app", method: "GET", path: appsPath + "/zz/streams/s?checkpoint_type=LAST_READ", status: 400, code: "DIS.4332"},
 		{name: "consumption state of unknown stream", method: "GET", path: appsPath + "/a/streams/zz?checkpoint_type=LAST_READ", status: 400, code: "DIS.4301"},
+		{name: "delete of an unknown app's checkpoints", method: "DELETE", path: checkpointsPath + "?app_name=zz&stream_name=s&checkpoint_type=LAST_READ", status: 400, code: "DIS.4332"},
+		{name: "delete on an unknown stream", method: "DELETE", path: checkpointsPath + "?app_name=a&stream_name=zz&checkpoint_type=LAST_READ", status: 400, code: "DIS.4301"},
+		{name: "delete without checkpoint_type", method: "DELETE", path: checkpointsPath + "?app_name=a&stream_name=s", status: 400, code: "DIS.4300", msg: "checkpoint_type"},
+		{name: "delete without app_name", method: "DELETE", path: checkpointsPath + "?stream_name=s&checkpoint_type=LAST_READ", status: 400, code: "DIS.4300", msg: "app_name"},
+		{name: "delete on an unknown partition", method: "DELETE", path: checkpointsPath + "?app_name=a&stream_name=s&checkpoint_type=LAST_READ&partition_id=7", status: 400, code: "DIS.4302"},
+		{name: "list apps filtered by an unknown stream", method: "GET", path: appsPath + "?stream_name=zz", status: 400, code: "DIS.4301"},
+		{name: "describe app with a trailing slash", method: "GET", path: appsPath + "/a/", status: 200},
 		{name: "delete one partition's checkpoint", method: "DELETE", path: checkpointsPath + "?app_name=a&stream_name=s&checkpoint_type=LAST_READ&partition_id=0", status: 204, check: emptyBody},
 	})
 	t.Run("deleted checkpoint reads -1", func(t *testing.T) {

@@ -70,6 +70,11 @@ func TestUpdatePartitionCount(t *testing.T) {
 			t.Fatalf("re-activated partition assigned %+v, want sequence 1", r)
 		}
 	})
+	runCases(t, e, []apiCase{
+		{name: "scaling log of an unknown stream", method: "GET", path: streamsPath + "/nope/update_partition_counts", status: 400, code: "DIS.4301"},
+		{name: "auto scale update of an unknown stream", method: "PUT", path: streamsPath + "/nope/update", body: map[string]any{"auto_scale_enabled": false}, status: 400, code: "DIS.4301"},
+		{name: "scale with an empty body", method: "PUT", path: streamsPath + "/s", body: "", status: 400, code: "DIS.4202"},
+	})
 	t.Run("the scaling log endpoint lists every change", func(t *testing.T) {
 		var l dis.UpdatePartitionCountsResponse
 		e.mustStatus(200, e.do("GET", streamsPath+"/s/update_partition_counts", nil)).decode(t, &l)
@@ -143,6 +148,14 @@ func TestRetention(t *testing.T) {
 		}
 		if r := e.cursorReply("s", "1", dis.CursorTrimHorizon); r.status != 400 || r.errCode(t) != "DIS.4319" {
 			t.Fatalf("%d %s", r.status, r.body)
+		}
+		cur := dis.EncodeCursor(dis.Cursor{StreamName: "s", PartitionID: "1", StartingSequenceNumber: "0", GenerateTimestamp: e.clock.Now().UnixMilli()})
+		if r := e.getRecordsReply(cur); r.status != 400 || r.errCode(t) != "DIS.4319" {
+			t.Fatalf("GetRecords on an EXPIRED partition: %d %s", r.status, r.body)
+		}
+		cur = dis.EncodeCursor(dis.Cursor{StreamName: "s", PartitionID: "9", StartingSequenceNumber: "0", GenerateTimestamp: e.clock.Now().UnixMilli()})
+		if r := e.getRecordsReply(cur); r.status != 400 || r.errCode(t) != "DIS.4302" {
+			t.Fatalf("GetRecords on an unknown partition: %d %s", r.status, r.body)
 		}
 	})
 	t.Run("trimming survives a restart", func(t *testing.T) {
