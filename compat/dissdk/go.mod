@@ -4,6 +4,8 @@ go 1.26.8
 
 require github.com/edgegw/edgegw v0.0.0-00010101000000-000000000000
 
+require golang.org/x/sync v0.19.0 // indirect
+
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgraph-io/badger/v4 v4.9.6 // indirect

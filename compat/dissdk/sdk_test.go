@@ -266,6 +266,23 @@ func TestGoSDKAgainstServer(t *testing.T) {
 		}
 	})
 
+	t.Run("tags", func(t *testing.T) {
+		d, err := c.ShowStream(&model.ShowStreamRequest{StreamName: stream})
+		ok(t, err)
+		id := *d.StreamId
+		_, err = c.CreateTag(&model.CreateTagRequest{StreamId: id, Body: &model.CreateTagReq{Tag: &model.Tag{Key: ptr("team"), Value: ptr("iot")}}})
+		ok(t, err)
+		tags, err := c.ShowStreamTags(&model.ShowStreamTagsRequest{StreamId: id})
+		ok(t, err)
+		if len(*tags.Tags) != 2 || *(*tags.Tags)[1].Key != "team" {
+			t.Fatalf("ShowStreamTags %+v", tags.Tags)
+		}
+		_, err = c.DeleteTag(&model.DeleteTagRequest{StreamId: id, Key: "team"})
+		ok(t, err)
+		_, err = c.DeleteTag(&model.DeleteTagRequest{StreamId: id, Key: "team"})
+		wantCode(t, err, 400, "DIS.4604")
+	})
+
 	t.Run("deletes", func(t *testing.T) {
 		_, err := c.DeleteApp(&model.DeleteAppRequest{AppName: "sdk_app"})
 		wantCode(t, err, 400, "DIS.4331") // committed a checkpoint moments ago

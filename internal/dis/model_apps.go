@@ -141,3 +141,30 @@ type TokenResponse struct {
 		} `json:"user"`
 	} `json:"token"`
 }
+
+// CreateTagRequest is the body of POST /v2/{project_id}/stream/{stream_id}/tags (§5.7.1).
+type CreateTagRequest struct {
+	Tag *Tag `json:"tag"`
+}
+
+// BatchTagsRequest is the body of POST /v2/{project_id}/stream/{stream_id}/tags/action (§5.7.4).
+type BatchTagsRequest struct {
+	Action string `json:"action"` // "create" or "delete"
+	Tags   []Tag  `json:"tags"`
+}
+
+// StreamTagsResponse is the body of GET /v2/{project_id}/stream/{stream_id}/tags (§5.7.2).
+type StreamTagsResponse struct {
+	Tags []Tag `json:"tags"`
+}
+
+// TagValues is one key of ListTagsResponse with every value it has.
+type TagValues struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
+}
+
+// ListTagsResponse is the body of GET /v2/{project_id}/stream/tags (§5.7.5).
+type ListTagsResponse struct {
+	Tags []TagValues `json:"tags"`
+}

@@ -42,7 +42,8 @@ package disserver
 //     so the Java SDK's immediate retry with N succeeds.
 //   - Stream status is always RUNNING (creation and deletion are immediate),
 //     so DIS.4205 is never returned.
-//   - Not implemented: tag APIs (§5.7), monitoring (§5.6), dump tasks (§5.5),
+//   - Tags (§5.7.1-5.7.5): adding an existing key replaces its value.
+//   - Not implemented: tag filtering of resources (§5.7.6), monitoring (§5.6), dump tasks (§5.5),
 //     the Kafka adapter's consumer-group coordinator, Python's
 //     V11-HMAC-SHA256 signing variant, validation of X-Security-Token
 //     (temporary credentials are accepted if the AK/SK signature verifies).

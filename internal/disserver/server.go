@@ -286,7 +286,7 @@ func (s *Server) load() error {
 			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("stream metadata %q: %w", it.Item().Key(), err)
 			}
-			st := &stream{sid: m.SID, meta: m}
+			st := &stream{sid: m.SID, id: m.ID, meta: m}
 			for i := range m.Partitions {
 				p, err := loadPartition(txn, m.SID, i)
 				if err != nil {
@@ -449,6 +449,16 @@ func route(method, version string, seg []string) (h handlerFunc, ok bool) {
 			return pick(map[string]handlerFunc{"GET": (*Server).hDescribeApp, "DELETE": (*Server).hDeleteApp})
 		case n == 4 && seg[0] == "apps" && seg[2] == "streams":
 			return pick(map[string]handlerFunc{"GET": (*Server).hConsumerState})
+		case n == 2 && seg[0] == "stream" && seg[1] == "tags":
+			return pick(map[string]handlerFunc{"GET": (*Server).hListTags})
+		case n == 3 && seg[0] == "stream" && seg[2] == "tags":
+			return pick(map[string]handlerFunc{"POST": (*Server).hCreateTag, "GET": (*Server).hStreamTags})
+		case n == 4 && seg[0] == "stream" && seg[2] == "tags":
+			m := map[string]handlerFunc{"DELETE": (*Server).hDeleteTag}
+			if seg[3] == "action" {
+				m["POST"] = (*Server).hBatchTags
+			}
+			return pick(m)
 		case n == 1 && seg[0] == "checkpoints":
 			return pick(map[string]handlerFunc{"POST": (*Server).hCommitCheckpoint, "GET": (*Server).hGetCheckpoint, "DELETE": (*Server).hDeleteCheckpoint})
 		}

@@ -55,6 +55,7 @@ type partMeta struct {
 // stream is a stream in memory. mu guards meta, parts (the slice) and deleted.
 type stream struct {
 	sid     uint64 // immutable copy of meta.SID, readable without mu
+	id      string // immutable copy of meta.ID, readable without mu
 	mu      sync.RWMutex
 	meta    streamMeta
 	parts   []*partition
@@ -152,7 +153,7 @@ func (s *Server) getStreamByNameOrID(projectID, name, id string) (*stream, error
 	defer s.mu.RUnlock()
 	if p := s.projects[projectID]; p != nil {
 		for _, st := range p.streams {
-			if st.meta.ID == id {
+			if st.id == id {
 				return st, nil
 			}
 		}
@@ -344,7 +345,7 @@ func (s *Server) hCreateStream(c *call) error {
 		return fmt.Errorf("create stream %s: %w", req.StreamName, err)
 	}
 	s.lastSID = m.SID
-	st := &stream{sid: m.SID, meta: m}
+	st := &stream{sid: m.SID, id: m.ID, meta: m}
 	for i := range m.Partitions {
 		st.parts = append(st.parts, &partition{idx: i})
 	}
