@@ -115,22 +115,45 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 	}
 	dir := t.TempDir()
 	c := startChild(t, dir)
+	setupCrashFixtures(t, c)
+	var h crashHistory
+	h.lastCheckpoint = -1
+	c = crashCycle(t, dir, c, &h, 0, 3000)
+	h.verify(t, c)
+	t.Logf("%d records acknowledged before SIGKILL, all readable after restart; checkpoint metadata ≥ %d", len(h.acked), h.lastCheckpoint)
+}
+
+const crashPartitions = 3
+
+func setupCrashFixtures(t *testing.T, c *child) {
+	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second}
-	const partitions = 3
-	if st, body, err := c.post(hc, "/v2/"+testProject+"/streams", map[string]any{"stream_name": "s", "partition_count": partitions}); err != nil || st != 201 {
+	if st, body, err := c.post(hc, "/v2/"+testProject+"/streams", map[string]any{"stream_name": "s", "partition_count": crashPartitions}); err != nil || st != 201 {
 		t.Fatalf("create stream: %d %s %v", st, body, err)
 	}
 	if st, body, err := c.post(hc, "/v2/"+testProject+"/apps", map[string]any{"app_name": "a"}); err != nil || st != 201 {
 		t.Fatalf("create app: %d %s %v", st, body, err)
 	}
+}
 
-	type acked struct{ partition, seq, data string }
+type ackedRecord struct{ partition, seq, data string }
+
+// crashHistory is what every cycle so far acknowledged.
+type crashHistory struct {
+	acked          []ackedRecord
+	lastCheckpoint int64 // highest checkpoint metadata acknowledged
+}
+
+// crashCycle loads the child with PutRecords and checkpoint commits, kills
+// it with SIGKILL once killAt more records are acknowledged, and returns a
+// restarted child on the same data. cycle tags the records' data.
+func crashCycle(t *testing.T, dir string, c *child, h *crashHistory, cycle int, killAt int64) *child {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second}
 	var mu sync.Mutex
-	var got []acked
 	var total atomic.Int64
-	var lastCheckpoint atomic.Int64 // highest checkpoint value acknowledged for partition 0
-	lastCheckpoint.Store(-1)
-	killAt := int64(3000) // kill once this many records are acknowledged
+	var lastCheckpoint atomic.Int64
+	lastCheckpoint.Store(h.lastCheckpoint)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	// Bounded load: at most 4 producers × 400 requests × 20 records, 60 s.
@@ -147,7 +170,7 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 				}
 				var entries []putEntry
 				for i := range 20 {
-					entries = append(entries, putEntry{Data: b64(fmt.Sprintf("g%d-r%d-i%d", g, r, i)), PartitionKey: fmt.Sprintf("k%d", (r+i)%7)})
+					entries = append(entries, putEntry{Data: b64(fmt.Sprintf("c%d-g%d-r%d-i%d", cycle, g, r, i)), PartitionKey: fmt.Sprintf("k%d", (r+i)%7)})
 				}
 				st, body, err := c.post(hc, "/v2/"+testProject+"/records", putBody("s", entries...))
 				if err != nil {
@@ -165,7 +188,7 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 				mu.Lock()
 				for i, e := range resp.Records {
 					if !e.Failed() {
-						got = append(got, acked{e.PartitionID, e.SequenceNumber, entries[i].Data})
+						h.acked = append(h.acked, ackedRecord{e.PartitionID, e.SequenceNumber, entries[i].Data})
 					}
 				}
 				mu.Unlock()
@@ -174,16 +197,14 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 		}()
 	}
 	wg.Add(1)
-	go func() { // checkpoint committer
+	go func() { // one checkpoint committer with increasing metadata
 		defer wg.Done()
-		for v := int64(0); time.Now().Before(loadDeadline); v++ {
+		for v := h.lastCheckpoint + 1; time.Now().Before(loadDeadline); v++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			// One committer, increasing metadata: after the crash the stored value
-			// must be the last acknowledged one or a later in-flight one.
 			st, _, err := c.post(hc, "/v2/"+testProject+"/checkpoints", map[string]any{
 				"app_name": "a", "checkpoint_type": "LAST_READ", "stream_name": "s", "partition_id": "0", "sequence_number": "0", "metadata": strconv.FormatInt(v, 10),
 			})
@@ -206,13 +227,20 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if total.Load() < killAt {
-		t.Fatalf("only %d records acknowledged before the deadline", total.Load())
+		t.Fatalf("cycle %d: only %d records acknowledged before the deadline", cycle, total.Load())
 	}
+	h.lastCheckpoint = lastCheckpoint.Load()
+	return startChild(t, dir)
+}
 
-	c2 := startChild(t, dir)
-	e := &env{t: t, base: c2.base, hc: hc}
+// verify checks, on a restarted server, that every acknowledged record is
+// readable with its data, numbering is dense, the last acknowledged
+// checkpoint survived, and writing continues densely.
+func (h *crashHistory) verify(t *testing.T, c *child) {
+	t.Helper()
+	e := &env{t: t, base: c.base, hc: &http.Client{Timeout: 30 * time.Second}}
 	byPartition := map[string]map[string]string{}
-	for p := range partitions {
+	for p := range crashPartitions {
 		m := map[string]string{}
 		for i, r := range e.readAll("s", strconv.Itoa(p)) {
 			if r.SequenceNumber != strconv.Itoa(i) {
@@ -222,7 +250,7 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 		}
 		byPartition[dis.ShardID(p)] = m
 	}
-	for _, a := range got {
+	for _, a := range h.acked {
 		if byPartition[a.partition][a.seq] != a.data {
 			t.Fatalf("acknowledged record %s/%s (%s) is missing or different after SIGKILL", a.partition, a.seq, a.data)
 		}
@@ -230,13 +258,12 @@ func TestSIGKILLDuringPutRecordsLosesNothingAcknowledged(t *testing.T) {
 	var cp dis.GetCheckpointResponse
 	e.mustStatus(200, e.do("GET", checkpointsPath+"?app_name=a&stream_name=s&partition_id=0&checkpoint_type=LAST_READ", nil)).decode(t, &cp)
 	meta, _ := strconv.ParseInt(cp.Metadata, 10, 64)
-	if last := lastCheckpoint.Load(); last >= 0 && (cp.SequenceNumber != "0" || meta < last) {
-		t.Fatalf("checkpoint after restart %+v, last acknowledged metadata %d", cp, last)
+	if h.lastCheckpoint >= 0 && (cp.SequenceNumber != "0" || meta < h.lastCheckpoint) {
+		t.Fatalf("checkpoint after restart %+v, last acknowledged metadata %d", cp, h.lastCheckpoint)
 	}
-	// Writing continues densely after the crash.
 	resp := e.put("s", putEntry{Data: b64("after"), PartitionID: "0"})
 	if want := strconv.Itoa(len(byPartition[dis.ShardID(0)])); resp.Records[0].SequenceNumber != want {
 		t.Fatalf("first sequence after restart %s, want %s", resp.Records[0].SequenceNumber, want)
 	}
-	t.Logf("%d records acknowledged before SIGKILL, all readable after restart; checkpoint metadata %d ≥ %d", len(got), meta, lastCheckpoint.Load())
+	h.acked = append(h.acked, ackedRecord{"shardId-0000000000", resp.Records[0].SequenceNumber, b64("after")})
 }
