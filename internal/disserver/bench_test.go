@@ -86,7 +86,7 @@ func BenchmarkGetRecords(b *testing.B) {
 			b.Fatalf("GetRecords: %d %s", r.status, r.body)
 		}
 		var g dis.GetRecordsResponse
-		if err := json.Unmarshal(r.body, &g); err != nil {
+		if err := fastJSON.Unmarshal(r.body, &g); err != nil { // a fast client, to measure the server
 			b.Fatal(err)
 		}
 		records += len(g.Records)

@@ -390,7 +390,9 @@ type call struct {
 func (c *call) q(name string) string { return c.query.Get(name) }
 
 func (c *call) json(status int, v any) error {
-	b, err := json.Marshal(v)
+	// jsoniter in its encoding/json-compatible mode: same bytes, several
+	// times faster on GetRecords pages (base64 of up to 2 MB of data).
+	b, err := fastJSON.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode reply: %w", err)
 	}
