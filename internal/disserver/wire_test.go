@@ -252,3 +252,25 @@ func TestBodyLimit(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 }
+
+// Replies are encoded with jsoniter for speed; they must be byte-identical to
+// encoding/json's, which the strict SDK decoders were checked against.
+func TestRepliesEncodeLikeEncodingJSON(t *testing.T) {
+	vals := []any{
+		dis.GetRecordsResponse{Records: []dis.Record{{PartitionKey: "<k&>", SequenceNumber: "1", Data: []byte{0, 255, 1}, Timestamp: 5, TimestampType: "CreateTime"}}, NextPartitionCursor: "c"},
+		dis.GetRecordsResponse{Records: []dis.Record{}},
+		dis.DescribeStreamResponse{Partitions: []dis.PartitionResult{{PartitionID: "x"}}, CSVProperties: &dis.CSVProperties{Delimiter: ","}},
+		dis.ListStreamsResponse{},
+		dis.PutRecordsResponse{Records: []dis.PutRecordsResultEntry{{ErrorCode: "DIS.4303", ErrorMessage: "a \u2028 b \"q\""}}},
+		dis.ConsumerStateResponse{PartitionConsumingState: []dis.PartitionConsumingState{{SequenceNumber: "-1"}}},
+		dis.QuotasResponse{},
+		dis.ListTagsResponse{Tags: []dis.TagValues{{Key: "温度", Values: []string{"v"}}}},
+	}
+	for _, v := range vals {
+		a, err1 := json.Marshal(v)
+		b, err2 := fastJSON.Marshal(v)
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			t.Errorf("encoding/json and jsoniter differ:\n%s\n%s", a, b)
+		}
+	}
+}
