@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edgegw/edgegw/internal/disserver"
+	"github.com/edgegw/edgegw/internal/router"
 )
 
 // DefaultPath is where every edgegw command looks for its config when -c is not given.
@@ -34,7 +37,8 @@ type Config struct {
 	Uplink  Uplink   `yaml:"uplink"`
 	DIS     DIS      `yaml:"dis"`
 	Streams []Stream `yaml:"streams"`
-	Routes  []Route  `yaml:"routes"`
+	// Routing is the top-level routes and unmatched keys.
+	Routing router.Config `yaml:",inline"`
 }
 
 // Gateway identifies this gateway.
@@ -127,11 +131,12 @@ type DISAuth struct {
 	SecretKeyFile string `yaml:"secret_key_file"`
 }
 
-// Builtin configures the embedded DIS-compatible server.
+// Builtin configures the embedded DIS-compatible server; its other keys are
+// those of `edgegw dis serve` (listen, data_dir, auth, quotas, limits,
+// flow_control, faults).
 type Builtin struct {
-	Enabled bool   `yaml:"enabled"`
-	Listen  string `yaml:"listen"`
-	DataDir string `yaml:"data_dir"`
+	Enabled bool             `yaml:"enabled"`
+	Server  disserver.Config `yaml:",inline"`
 }
 
 // Stream is a DIS stream the gateway writes to.
@@ -145,13 +150,6 @@ type Stream struct {
 	// DataDuration is the retention in hours (24–72 for COMMON streams).
 	DataDuration int    `yaml:"data_duration"`
 	DataSchema   string `yaml:"data_schema"`
-}
-
-// Route maps an MQTT topic filter to a stream.
-type Route struct {
-	Topic        string `yaml:"topic"`
-	Stream       string `yaml:"stream"`
-	PartitionKey string `yaml:"partition_key"`
 }
 
 // Default returns the configuration used for every key a file leaves out.
@@ -196,7 +194,7 @@ func Default() Config {
 			// 30 s per request: a 4 MiB batch over a slow uplink still completes.
 			Timeout: Duration(30 * time.Second),
 			Auth:    DISAuth{Mode: "none"},
-			Builtin: Builtin{Enabled: true, Listen: "127.0.0.1:9180", DataDir: "data/dis"},
+			Builtin: Builtin{Enabled: true, Server: disserver.DefaultConfig()},
 		},
 	}
 }
@@ -336,12 +334,10 @@ func (c *Config) Validate() error {
 	}
 	oneOf("dis.auth.mode", d.Auth.Mode, "none", "aksk")
 	if d.Builtin.Enabled {
-		if _, _, err := net.SplitHostPort(d.Builtin.Listen); err != nil {
-			bad("dis.builtin.listen", "%q is not host:port (%v); e.g. 127.0.0.1:9180", d.Builtin.Listen, err)
+		if d.Builtin.Server.Listen == "" {
+			bad("dis.builtin.listen", "must not be empty; e.g. 127.0.0.1:9180")
 		}
-		if d.Builtin.DataDir == "" {
-			bad("dis.builtin.data_dir", "must not be empty; e.g. data/dis")
-		}
+		errs = append(errs, prefixed("dis.builtin.", d.Builtin.Server.Validate())...)
 	}
 
 	streams := map[string]bool{}
@@ -364,14 +360,16 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for i, r := range c.Routes {
-		key := fmt.Sprintf("routes[%d]", i)
-		if r.Topic == "" {
-			bad(key+".topic", "must not be empty; e.g. devices/+/telemetry")
+	if err := c.Routing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, r := range c.Routing.Routes {
+		if r.Stream != "" && !streams[r.Stream] {
+			bad(fmt.Sprintf("routes[%d].stream", i), "%q is not listed under streams; add it there (with create: false if it already exists in DIS)", r.Stream)
 		}
-		if !streams[r.Stream] {
-			bad(key+".stream", "%q is not listed under streams; add it there", r.Stream)
-		}
+	}
+	if u := c.Routing.Unmatched.Stream; u != "" && !streams[u] {
+		bad("unmatched.stream", "%q is not listed under streams; add it there", u)
 	}
 	return errors.Join(errs...)
 }
@@ -386,6 +384,24 @@ func (s *Stream) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*s = Stream(p)
 	return nil
+}
+
+// prefixed splits a joined error and puts prefix before each key path.
+func prefixed(prefix string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	out := make([]error, len(list))
+	for i, e := range list {
+		out[i] = fmt.Errorf("%s%w", prefix, e)
+	}
+	return out
 }
 
 func validStreamName(s string) bool {

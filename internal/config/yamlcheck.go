@@ -32,7 +32,13 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) []error {
 		return checkKeys(n.Alias, t, path)
 	}
 	if t.Kind() != reflect.Struct && reflect.PointerTo(t).Implements(unmarshalerType) {
-		return nil // a scalar type that decodes itself reports its own errors
+		// A scalar type that decodes itself (ByteSize, Duration): decode it
+		// here too, so every bad value is reported with its key path, not
+		// just the first one the decoder meets.
+		if err := reflect.New(t).Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
+			return []error{fmt.Errorf("%s: %w", path, err)}
+		}
+		return nil
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -138,7 +144,7 @@ func sortedKeys(m map[string]reflect.Type) []string {
 // closest returns the known key nearest to k by edit distance, if it is near
 // enough to be a likely typo.
 func closest(k string, known map[string]reflect.Type) string {
-	best, bestD := "", len(k)/2+2
+	best, bestD := "", max(2, len(k)/3)+1
 	for _, cand := range sortedKeys(known) {
 		if d := levenshtein(strings.ToLower(k), cand); d < bestD {
 			best, bestD = cand, d
