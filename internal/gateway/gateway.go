@@ -113,8 +113,17 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		}
 	})
 
-	// 4. The uplink drains the buffer.
+	// 4. The broker is bound now (so dead letters have somewhere to go) but
+	// accepts connections only once everything behind it runs.
 	g.dead = &deadLetters{log: g.log}
+	g.ingest = &ingest{router: g.router, buf: g.buf, dead: g.dead}
+	g.broker, err = broker.New(g.brokerOptions())
+	if err != nil {
+		return err
+	}
+	g.dead.publish = func(topic string, payload []byte) error { return g.broker.Publish(topic, payload, false, 1) }
+
+	// 5. The uplink drains the buffer.
 	g.uplink = uplink.New(g.buf, g.client, g.uplinkOptions())
 	upCtx, cancelUp := context.WithCancel(context.WithoutCancel(ctx))
 	var upWG sync.WaitGroup
@@ -130,22 +139,17 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		upWG.Wait()
 	})
 
-	// 5. The broker, last up and first down: once it accepts, publishes flow.
-	g.ingest = &ingest{router: g.router, buf: g.buf, dead: g.dead}
-	g.broker, err = broker.New(g.brokerOptions())
-	if err != nil {
-		return err
-	}
-	g.dead.publish = func(topic string, payload []byte) error { return g.broker.Publish(topic, payload, false, 1) }
-	if err := g.broker.Start(); err != nil {
-		g.broker.Close()
-		return err
-	}
+	// 6. Accept devices. Stops run in reverse: the broker closes first, so
+	// no publish hook runs while the uplink flushes and the buffer closes.
 	stops = append(stops, func() {
 		if err := g.broker.Close(); err != nil {
 			g.log.Error("close MQTT broker", "err", err)
 		}
 	})
+
+	if err := g.broker.Start(); err != nil {
+		return err
+	}
 
 	g.log.Info("edgegw running", "gateway", g.cfg.Gateway.ID, "dis", endpoint, "project", g.cfg.DIS.ProjectID)
 	close(g.ready)
