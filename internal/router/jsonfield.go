@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgegw/edgegw/internal/jsontok"
 	"strconv"
 	"unicode/utf8"
 )
@@ -21,7 +22,7 @@ func jsonValid(b []byte) bool { return json.Valid(b) }
 // A repeated object key resolves to its last occurrence, as encoding/json
 // (and so the schema validator) does.
 func jsonField(data []byte, path []string) (string, error) {
-	i := skipSpace(data, 0)
+	i := jsontok.SkipSpace(data, 0)
 	for depth, seg := range path {
 		var found bool
 		var err error
@@ -40,7 +41,7 @@ func jsonField(data []byte, path []string) (string, error) {
 			return "", fmt.Errorf("field %s is missing", describePath(path[:depth+1]))
 		}
 	}
-	end := skipValue(data, i)
+	end := jsontok.SkipValue(data, i)
 	raw := data[i:end]
 	switch raw[0] {
 	case '"':
@@ -83,22 +84,22 @@ func kindOf(c byte) string {
 // findMember scans the object starting at data[i] for key and returns the
 // offset of its value (the last one if the key repeats).
 func findMember(data []byte, i int, key string) (int, bool, error) {
-	i = skipSpace(data, i+1) // past '{'
+	i = jsontok.SkipSpace(data, i+1) // past '{'
 	at, found := 0, false
 	for data[i] != '}' {
-		kend := skipString(data, i)
+		kend := jsontok.SkipString(data, i)
 		match, err := keyEquals(data[i:kend], key)
 		if err != nil {
 			return 0, false, err
 		}
-		i = skipSpace(data, kend)
-		i = skipSpace(data, i+1) // past ':'
+		i = jsontok.SkipSpace(data, kend)
+		i = jsontok.SkipSpace(data, i+1) // past ':'
 		if match {
 			at, found = i, true
 		}
-		i = skipSpace(data, skipValue(data, i))
+		i = jsontok.SkipSpace(data, jsontok.SkipValue(data, i))
 		if data[i] == ',' {
-			i = skipSpace(data, i+1)
+			i = jsontok.SkipSpace(data, i+1)
 		}
 	}
 	return at, found, nil
@@ -111,14 +112,14 @@ func findElement(data []byte, i int, seg string) (int, bool, error) {
 	if err != nil || seg[0] < '0' || seg[0] > '9' {
 		return 0, false, fmt.Errorf("%q indexes an array; use a number from 0", seg)
 	}
-	i = skipSpace(data, i+1) // past '['
+	i = jsontok.SkipSpace(data, i+1) // past '['
 	for k := 0; data[i] != ']'; k++ {
 		if k == n {
 			return i, true, nil
 		}
-		i = skipSpace(data, skipValue(data, i))
+		i = jsontok.SkipSpace(data, jsontok.SkipValue(data, i))
 		if data[i] == ',' {
-			i = skipSpace(data, i+1)
+			i = jsontok.SkipSpace(data, i+1)
 		}
 	}
 	return 0, false, nil
@@ -157,61 +158,4 @@ func unquote(raw []byte) (string, error) {
 		return "", errors.New("invalid JSON string")
 	}
 	return s, nil
-}
-
-func skipSpace(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the offset just past the string starting at data[i].
-func skipString(data []byte, i int) int {
-	for i++; i < len(data); i++ {
-		switch data[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the offset just past the value starting at data[i].
-func skipValue(data []byte, i int) int {
-	switch data[i] {
-	case '"':
-		return skipString(data, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(data); i++ {
-			switch data[i] {
-			case '"':
-				i = skipString(data, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return i
-	default:
-		for ; i < len(data); i++ {
-			switch data[i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return i
-			}
-		}
-		return i
-	}
 }

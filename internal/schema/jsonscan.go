@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"errors"
+	"github.com/edgegw/edgegw/internal/jsontok"
 	"maps"
 	"slices"
 	"strconv"
@@ -36,7 +37,7 @@ func (c *compiler) scanRoot(s avro.Schema) func(payload []byte) *ValidationError
 			}
 			return &ValidationError{Code: CodeSyntax, Reason: "payload is not JSON"}
 		}
-		j := &jscan{b: payload, i: skipSpace(payload, 0)}
+		j := &jscan{b: payload, i: jsontok.SkipSpace(payload, 0)}
 		if err := check(j); err != nil {
 			return err.validationError()
 		}
@@ -63,13 +64,13 @@ func kindAt(c byte) kind {
 // token returns the value at j.i and moves past it.
 func (j *jscan) token() []byte {
 	start := j.i
-	j.i = skipValue(j.b, j.i)
+	j.i = jsontok.SkipValue(j.b, j.i)
 	return j.b[start:j.i]
 }
 
 // describeAt names the value at offset i as describe names a decoded one.
 func describeAt(b []byte, i int) string {
-	tok := b[i:skipValue(b, i)]
+	tok := b[i:jsontok.SkipValue(b, i)]
 	switch tok[0] {
 	case 'n':
 		return "null"
@@ -205,14 +206,14 @@ func (c *compiler) scan(s avro.Schema) scanCheck {
 			if j.b[j.i] != '[' {
 				return wrongTypeAt(s, j)
 			}
-			j.i = skipSpace(j.b, j.i+1)
+			j.i = jsontok.SkipSpace(j.b, j.i+1)
 			for n := 0; j.b[j.i] != ']'; n++ {
 				if err := items(j); err != nil {
 					return err.in(indexSeg(n))
 				}
-				j.i = skipSpace(j.b, j.i)
+				j.i = jsontok.SkipSpace(j.b, j.i)
 				if j.b[j.i] == ',' {
-					j.i = skipSpace(j.b, j.i+1)
+					j.i = jsontok.SkipSpace(j.b, j.i+1)
 				}
 			}
 			j.i++
@@ -284,16 +285,16 @@ func latin1Bytes(b []byte) (int, bool) {
 // members calls fn for each member of the object at j.i, with the key token
 // and the value's offset, and leaves j.i past the object.
 func (j *jscan) members(fn func(key []byte, at int)) {
-	j.i = skipSpace(j.b, j.i+1)
+	j.i = jsontok.SkipSpace(j.b, j.i+1)
 	for j.b[j.i] != '}' {
-		kend := skipString(j.b, j.i)
+		kend := jsontok.SkipString(j.b, j.i)
 		key := j.b[j.i:kend]
-		j.i = skipSpace(j.b, kend)
-		j.i = skipSpace(j.b, j.i+1) // past ':'
+		j.i = jsontok.SkipSpace(j.b, kend)
+		j.i = jsontok.SkipSpace(j.b, j.i+1) // past ':'
 		fn(key, j.i)
-		j.i = skipSpace(j.b, skipValue(j.b, j.i))
+		j.i = jsontok.SkipSpace(j.b, jsontok.SkipValue(j.b, j.i))
 		if j.b[j.i] == ',' {
-			j.i = skipSpace(j.b, j.i+1)
+			j.i = jsontok.SkipSpace(j.b, j.i+1)
 		}
 	}
 	j.i++
@@ -476,60 +477,4 @@ func (c *compiler) scanRecord(r *avro.RecordSchema) scanCheck {
 func hasKey(m map[string]int, k string) bool {
 	_, ok := m[k]
 	return ok
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the offset just past the string token at b[i].
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the offset just past the value at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return i
-	}
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-	}
-	return i
 }
