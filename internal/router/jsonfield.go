@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/edgegw/edgegw/internal/jsontok"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/edgegw/edgegw/internal/jsontok"
 )
 
 // A partition key may come from a field of a JSON payload. Decoding the whole

@@ -3,12 +3,12 @@ package schema
 import (
 	"encoding/json"
 	"errors"
-	"github.com/edgegw/edgegw/internal/jsontok"
 	"maps"
 	"slices"
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/edgegw/edgegw/internal/jsontok"
 	"github.com/hamba/avro/v2"
 )
 
