@@ -37,6 +37,7 @@ type Config struct {
 	Uplink  Uplink   `yaml:"uplink"`
 	DIS     DIS      `yaml:"dis"`
 	Streams []Stream `yaml:"streams"`
+	Admin   Admin    `yaml:"admin"`
 	// Routing is the top-level routes and unmatched keys.
 	Routing router.Config `yaml:",inline"`
 }
@@ -196,6 +197,7 @@ func Default() Config {
 			Auth:    DISAuth{Mode: "none"},
 			Builtin: Builtin{Enabled: true, Server: disserver.DefaultConfig()},
 		},
+		Admin: defaultAdmin(),
 	}
 }
 
@@ -360,6 +362,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.validateAdmin(bad)
 	if err := c.Routing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
