@@ -72,6 +72,7 @@ func testOptions() Options {
 		MaxBatchRecords: 100,
 		MaxBatchBytes:   1 << 20,
 		Linger:          2 * time.Millisecond,
+		MaxInFlight:     4,
 		BackoffInitial:  time.Millisecond,
 		BackoffMax:      20 * time.Millisecond,
 		Logger:          testLog(),
