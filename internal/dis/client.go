@@ -35,6 +35,9 @@ type ClientConfig struct {
 	HTTPClient *http.Client
 	// UserAgent is sent on every request.
 	UserAgent string
+	// Protobuf sends PutRecords as protobuf (application/x-protobuf) instead
+	// of JSON: no base64, so about a quarter fewer bytes on the wire.
+	Protobuf bool
 }
 
 // Client calls the DIS REST API. It is safe for concurrent use. It does not
@@ -46,6 +49,7 @@ type Client struct {
 	signer  Signer
 	hc      *http.Client
 	ua      string
+	proto   bool
 }
 
 // NewClient returns a client for cfg.
@@ -74,7 +78,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if ua == "" {
 		ua = "edgegw"
 	}
-	return &Client{base: &url.URL{Scheme: u.Scheme, Host: u.Host}, project: cfg.ProjectID, signer: cfg.Signer, hc: hc, ua: ua}, nil
+	return &Client{base: &url.URL{Scheme: u.Scheme, Host: u.Host}, project: cfg.ProjectID, signer: cfg.Signer, hc: hc, ua: ua, proto: cfg.Protobuf}, nil
 }
 
 // Endpoint returns the base URL the client talks to.
@@ -149,6 +153,9 @@ func (c *Client) ListStreams(ctx context.Context, startStreamName string, limit 
 // HTTP 200; individual records may still have failed (see Failed on each entry).
 // The response is checked to have one entry per request record.
 func (c *Client) PutRecords(ctx context.Context, req *PutRecordsRequest) (*PutRecordsResponse, error) {
+	if c.proto {
+		return c.putRecordsProto(ctx, req)
+	}
 	var resp PutRecordsResponse
 	if err := c.do(ctx, http.MethodPost, "/v2/"+c.project+"/records", nil, req, &resp); err != nil {
 		return nil, err
@@ -250,9 +257,6 @@ func (c *Client) GetCheckpoint(ctx context.Context, app, stream, partitionID str
 const maxResponseBytes = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
-	u := *c.base
-	u.Path = path
-	u.RawQuery = q.Encode()
 	var body []byte
 	if in != nil {
 		var err error
@@ -260,32 +264,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 			return fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	data, err := c.send(ctx, method, path, q, body, "application/json")
 	if err != nil {
 		return err
-	}
-	if body == nil {
-		req.Body, req.ContentLength = http.NoBody, 0
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", c.ua)
-	req.Header.Set("X-Project-Id", c.project)
-	if c.signer != nil {
-		if err := c.signer.Sign(req, body); err != nil {
-			return fmt.Errorf("sign %s %s: %w", method, path, err)
-		}
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return fmt.Errorf("%s %s: read reply: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return parseError(resp, data)
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -294,6 +275,42 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		return fmt.Errorf("%s %s: decode reply: %w", method, path, err)
 	}
 	return nil
+}
+
+// send makes one signed request and returns the reply body of a 2xx answer;
+// other answers become *Error.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body []byte, contentType string) ([]byte, error) {
+	u := *c.base
+	u.Path = path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", c.ua)
+	req.Header.Set("X-Project-Id", c.project)
+	if c.signer != nil {
+		if err := c.signer.Sign(req, body); err != nil {
+			return nil, fmt.Errorf("sign %s %s: %w", method, path, err)
+		}
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read reply: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return nil, parseError(resp, data)
+	}
+	return data, nil
 }
 
 func parseError(resp *http.Response, data []byte) *Error {
