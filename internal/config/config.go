@@ -45,7 +45,8 @@ type Config struct {
 // Gateway identifies this gateway.
 type Gateway struct {
 	// ID names the gateway in logs and in DIS (e.g. the downlink's app name).
-	ID string `yaml:"id"`
+	ID             string `yaml:"id"`
+	GatewayRuntime `yaml:",inline"`
 }
 
 // Log configures the one logger shared by edgegw, mochi and Badger.
@@ -106,6 +107,7 @@ type Uplink struct {
 	BackoffMax      Duration `yaml:"backoff_max"`
 	// FlushTimeout bounds how long shutdown keeps sending; the rest stays in the buffer.
 	FlushTimeout Duration `yaml:"flush_timeout"`
+	UplinkFlow   `yaml:",inline"`
 }
 
 // DIS configures the DIS endpoint the gateway talks to, and the built-in
@@ -119,6 +121,7 @@ type DIS struct {
 	Timeout   Duration `yaml:"timeout"`
 	Auth      DISAuth  `yaml:"auth"`
 	Builtin   Builtin  `yaml:"builtin"`
+	DISWire   `yaml:",inline"`
 }
 
 // DISAuth is how the gateway authenticates to DIS.
@@ -130,6 +133,7 @@ type DISAuth struct {
 	AccessKey     string `yaml:"access_key"`
 	SecretKey     string `yaml:"secret_key"`
 	SecretKeyFile string `yaml:"secret_key_file"`
+	DISTokenAuth  `yaml:",inline"`
 }
 
 // Builtin configures the embedded DIS-compatible server; its other keys are
@@ -156,7 +160,7 @@ type Stream struct {
 // Default returns the configuration used for every key a file leaves out.
 func Default() Config {
 	return Config{
-		Gateway: Gateway{ID: "edgegw"},
+		Gateway: Gateway{ID: "edgegw", GatewayRuntime: defaultGatewayRuntime()},
 		Log:     Log{Level: "info", Format: "text"},
 		MQTT: MQTT{
 			Listeners: []Listener{{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"}},
@@ -189,6 +193,7 @@ func Default() Config {
 			// 30 s: the Java SDK's cap; long enough not to hammer a DIS that is down.
 			BackoffMax:   Duration(30 * time.Second),
 			FlushTimeout: Duration(10 * time.Second),
+			UplinkFlow:   defaultUplinkFlow(),
 		},
 		DIS: DIS{
 			ProjectID: "local",
@@ -196,6 +201,7 @@ func Default() Config {
 			Timeout: Duration(30 * time.Second),
 			Auth:    DISAuth{Mode: "none"},
 			Builtin: Builtin{Enabled: true, Server: disserver.DefaultConfig()},
+			DISWire: defaultDISWire(),
 		},
 		Admin: defaultAdmin(),
 	}
@@ -334,7 +340,7 @@ func (c *Config) Validate() error {
 	if d.Timeout.D() < 100*time.Millisecond {
 		bad("dis.timeout", "%s is too small; use at least 100ms", d.Timeout.D())
 	}
-	oneOf("dis.auth.mode", d.Auth.Mode, "none", "aksk")
+	oneOf("dis.auth.mode", d.Auth.Mode, "none", "aksk", "token")
 	if d.Builtin.Enabled {
 		if d.Builtin.Server.Listen == "" {
 			bad("dis.builtin.listen", "must not be empty; e.g. 127.0.0.1:9180")
@@ -363,6 +369,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateAdmin(bad)
+	c.validateStoreForward(bad)
 	if err := c.Routing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
