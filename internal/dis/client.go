@@ -307,6 +307,9 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read reply: %w", method, path, err)
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		c.InvalidateAuth() // a cached token may have been revoked or expired early
+	}
 	if resp.StatusCode >= 300 {
 		return nil, parseError(resp, data)
 	}

@@ -25,7 +25,7 @@ func (c *Client) putRecordsProto(ctx context.Context, req *PutRecordsRequest) (*
 }
 
 // InvalidateAuth drops cached credentials (an IAM token) so the next request
-// obtains new ones; callers use it after DIS answered 401. A no-op for AK/SK.
+// obtains new ones; every 401 answer does it. A no-op for AK/SK.
 func (c *Client) InvalidateAuth() {
 	if inv, ok := c.signer.(interface{ Invalidate() }); ok {
 		inv.Invalidate()

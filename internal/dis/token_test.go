@@ -60,6 +60,7 @@ func (t *tokenRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 
 type tokenEnv struct {
 	clk    *clock
+	srvOff atomic.Int64 // extra time only the server sees
 	rt     *tokenRoundTripper
 	signer *dis.TokenSigner
 	client *dis.Client
@@ -69,12 +70,13 @@ type tokenEnv struct {
 func newTokenEnv(t *testing.T, pw string, protobuf bool) *tokenEnv {
 	t.Helper()
 	clk := newClock()
+	e := &tokenEnv{clk: clk}
 	sc := disserver.DefaultConfig()
 	sc.DataDir = filepath.Join(t.TempDir(), "dis")
 	sc.FlowControl.Enabled = false
 	sc.Auth.Mode = disserver.AuthToken
 	sc.Auth.Users = []disserver.UserConfig{{Name: "edge", Password: password, Domain: "acme", Projects: []string{project}}}
-	sc.Clock = clk.now
+	sc.Clock = func() time.Time { return clk.now().Add(time.Duration(e.srvOff.Load())) }
 	srv, err := disserver.New(sc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +98,12 @@ func newTokenEnv(t *testing.T, pw string, protobuf bool) *tokenEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tokenEnv{clk: clk, rt: rt, signer: signer, client: client, base: base}
+	e.rt, e.signer, e.client, e.base = rt, signer, client, base
+	return e
 }
+
+// signerClockSkew moves the server's clock ahead of the signer's.
+func (e *tokenEnv) signerClockSkew(t *testing.T, d time.Duration) { e.srvOff.Store(int64(d)) }
 
 func (e *tokenEnv) list(t *testing.T) error {
 	t.Helper()
@@ -273,5 +279,21 @@ func TestPutRecordsProtobuf(t *testing.T) {
 	}
 	if len(got.Records) == 0 || string(got.Records[0].Data) != "a\x00\xff" {
 		t.Fatalf("read back %+v", got.Records)
+	}
+}
+
+// A 401 from DIS (here: the token expired by the server's clock while the
+// signer still trusted it) drops the token; the next request gets a new one.
+func TestUnauthorizedDropsTheToken(t *testing.T) {
+	e := newTokenEnv(t, password, false)
+	if err := e.list(t); err != nil {
+		t.Fatal(err)
+	}
+	e.signerClockSkew(t, 25*time.Hour)
+	if err := e.list(t); err == nil {
+		t.Fatal("an expired token was accepted")
+	}
+	if err := e.list(t); err != nil || e.rt.fetches.Load() != 2 {
+		t.Fatalf("after the 401: err %v, %d fetches, want 2", err, e.rt.fetches.Load())
 	}
 }

@@ -599,11 +599,6 @@ func (r *runner) settle(res outcome) {
 		ra := time.Duration(0)
 		if de != nil {
 			ra = de.RetryAfter
-			if de.Status == http.StatusUnauthorized {
-				if inv, ok := r.u.sink.(interface{ InvalidateAuth() }); ok {
-					inv.InvalidateAuth() // a cached token may have been revoked
-				}
-			}
 		}
 		d := max(jitter(r.backoff), ra)
 		r.backoff = min(r.backoff*2, r.o.BackoffMax)
