@@ -49,6 +49,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	log := gateway.NewLogger(cfg.Log, stderr)
+	applyMemoryLimit(cfg, log)
 	return gateway.New(cfg, log).Run(ctx)
 }
 

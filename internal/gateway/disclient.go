@@ -35,6 +35,12 @@ func NewDISClient(c config.DIS, endpoint string) (*dis.Client, error) {
 			return nil, err
 		}
 		signer = &dis.AKSKSigner{AccessKey: ak, SecretKey: sk}
+	case "token":
+		ts, err := tokenSigner(c, endpoint)
+		if err != nil {
+			return nil, err
+		}
+		signer = ts
 	default:
 		return nil, fmt.Errorf("dis.auth.mode %q is not supported", c.Auth.Mode)
 	}
@@ -44,6 +50,7 @@ func NewDISClient(c config.DIS, endpoint string) (*dis.Client, error) {
 		Signer:    signer,
 		Timeout:   c.Timeout.D(),
 		UserAgent: "edgegw",
+		Protobuf:  c.Body == "protobuf",
 	})
 }
 

@@ -250,6 +250,7 @@ func (g *Gateway) uplinkOptions() uplink.Options {
 		MaxBatchRecords: u.MaxBatchRecords,
 		MaxBatchBytes:   int(u.MaxBatchBytes),
 		Linger:          u.Linger.D(),
+		MaxInFlight:     u.MaxInFlight,
 		BackoffInitial:  u.BackoffInitial.D(),
 		BackoffMax:      u.BackoffMax.D(),
 		Logger:          g.log.With("component", "uplink"),
