@@ -42,6 +42,7 @@ type Gateway struct {
 	broker *broker.Broker
 	uplink *uplink.Uplink
 	dead   *deadLetters
+	ops    *ops // admin server, metrics, reload (ops.go)
 
 	ready chan struct{}
 }
@@ -49,7 +50,9 @@ type Gateway struct {
 // New builds a gateway from a validated config. Nothing is started or bound
 // until Run.
 func New(cfg config.Config, log *slog.Logger) *Gateway {
-	return &Gateway{cfg: cfg, log: log, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, ready: make(chan struct{}), ops: newOps()}
+	g.log = slog.New(g.ops.errs.Handler(log.Handler())) // keeps recent warnings for the status API
+	return g
 }
 
 // Ready is closed once every component is serving.
@@ -70,6 +73,10 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			stops[i]()
 		}
 	}()
+
+	if err := g.prepareAdmin(); err != nil {
+		return err
+	}
 
 	// 1. The built-in DIS server, first up and last down: the uplink talks to it.
 	endpoint := g.cfg.DIS.Endpoint
@@ -121,10 +128,13 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	g.dead.publish = func(topic string, payload []byte) error { return g.broker.Publish(topic, payload, false, 1) }
+	g.dead.publish = g.recordDeadLetters(func(topic string, payload []byte) error { return g.broker.Publish(topic, payload, false, 1) })
+	if g.ops.traffic, err = g.broker.CountTraffic(); err != nil {
+		return err
+	}
 
 	// 5. The uplink drains the buffer.
-	g.uplink = uplink.New(g.buf, g.client, g.uplinkOptions())
+	g.uplink = uplink.New(g.buf, g.sink(), g.uplinkOptions())
 	upCtx, cancelUp := context.WithCancel(context.WithoutCancel(ctx))
 	var upWG sync.WaitGroup
 	upWG.Add(1)
@@ -147,13 +157,20 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		}
 	})
 
+	stopAdmin, err := g.startAdmin()
+	if err != nil {
+		return err
+	}
+	stops = append(stops, stopAdmin)
 	if err := g.broker.Start(); err != nil {
 		return err
 	}
+	g.ops.listening.Store(true)
 
 	g.log.Info("edgegw running", "gateway", g.cfg.Gateway.ID, "dis", endpoint, "project", g.cfg.DIS.ProjectID)
 	close(g.ready)
 	<-ctx.Done()
+	g.ops.stopping.Store(true)
 	g.log.Info("shutting down")
 	return nil
 }
@@ -274,7 +291,7 @@ func (g *Gateway) brokerOptions() broker.Options {
 		MaxSessionExpiry:       m.MaxSessionExpiry.D(),
 		ReceiveMaximum:         uint16(m.ReceiveMaximum),
 		MaxClientWritesPending: int32(m.MaxClientWritesPending),
-		Ingester:               g.ingest,
+		Ingester:               countingIngester{next: g.ingest, ops: g.ops},
 		Logger:                 g.log,
 	}
 }

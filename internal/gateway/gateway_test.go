@@ -35,6 +35,7 @@ func testConfig(t testing.TB, dir string) config.Config {
 	cfg.Buffer.Dir = filepath.Join(dir, "buffer")
 	cfg.DIS.Builtin.Server.Listen = "127.0.0.1:0"
 	cfg.DIS.Builtin.Server.DataDir = filepath.Join(dir, "dis")
+	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.DIS.Builtin.Server.FlowControl.Enabled = false // a test load is not a production device
 	cfg.Uplink.FlushTimeout = config.Duration(5 * time.Second)
 	if err := cfg.Validate(); err != nil {

@@ -1,0 +1,261 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgegw/edgegw/internal/admin"
+	"github.com/edgegw/edgegw/internal/broker"
+	"github.com/edgegw/edgegw/internal/config"
+	"github.com/edgegw/edgegw/internal/dis"
+	"github.com/edgegw/edgegw/internal/uplink"
+)
+
+// ops is what the gateway keeps for operating it: the admin server, the
+// counters and rings only it needs, and the reload state. Everything in it is
+// safe for concurrent use.
+type ops struct {
+	version string
+	load    func() (config.Config, error) // re-reads the config file; nil: reload unavailable
+	started time.Time
+
+	srv     *admin.Server // nil when admin.listen is empty
+	traffic *broker.Traffic
+	errs    *admin.RecentErrors
+	dead    *admin.DeadLetters
+
+	listening atomic.Bool // the broker accepts connections
+	stopping  atomic.Bool // Run's context is done
+
+	rejMu    sync.Mutex
+	rejected map[string]uint64 // refused publishes by reason
+
+	reloadMu sync.Mutex // serializes reloads; guards reload and running
+	reload   admin.ReloadStatus
+	running  config.Config // the config the last successful reload applied
+}
+
+func newOps() *ops {
+	return &ops{
+		version:  "dev",
+		errs:     admin.NewRecentErrors(),
+		dead:     admin.NewDeadLetters(),
+		rejected: map[string]uint64{},
+	}
+}
+
+// SetVersion names the running build in metrics and the status API. Call it
+// before Run.
+func (g *Gateway) SetVersion(v string) { g.ops.version = v }
+
+// SetConfigSource gives the gateway the function that re-reads its config
+// file, for Reload (SIGHUP, POST /api/v1/reload). Call it before Run.
+func (g *Gateway) SetConfigSource(load func() (config.Config, error)) { g.ops.load = load }
+
+// AdminAddr returns the admin server's bound address (after Ready), or nil
+// when it is turned off.
+func (g *Gateway) AdminAddr() net.Addr {
+	if g.ops.srv == nil {
+		return nil
+	}
+	return g.ops.srv.Addr()
+}
+
+// prepareAdmin builds the admin server (not bound yet) from the admin section.
+func (g *Gateway) prepareAdmin() error {
+	g.ops.started = time.Now()
+	g.ops.running = g.cfg
+	a := g.cfg.Admin
+	if a.Listen == "" {
+		return nil
+	}
+	token, err := a.AdminToken()
+	if err != nil {
+		return err
+	}
+	srv, err := admin.New(admin.Options{
+		Listen:  a.Listen,
+		Token:   token,
+		Source:  g.status,
+		Reload:  g.Reload,
+		Version: g.ops.version,
+		Logger:  g.log.With("component", "admin"),
+	})
+	if err != nil {
+		return err
+	}
+	g.ops.srv = srv
+	return nil
+}
+
+// startAdmin binds the admin server; every component it reads exists by now.
+func (g *Gateway) startAdmin() (stop func(), err error) {
+	if g.ops.srv == nil {
+		return func() {}, nil
+	}
+	if err := g.ops.srv.Start(); err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.ops.srv.Shutdown(ctx); err != nil {
+			g.log.Warn("stop admin server", "err", err)
+		}
+	}, nil
+}
+
+// timedSink observes the latency of every PutRecords request for the
+// edgegw_dis_put_records_duration_seconds histogram.
+type timedSink struct {
+	next uplink.Sink
+	srv  *admin.Server
+}
+
+func (t timedSink) PutRecords(ctx context.Context, req *dis.PutRecordsRequest) (*dis.PutRecordsResponse, error) {
+	start := time.Now()
+	resp, err := t.next.PutRecords(ctx, req)
+	t.srv.ObservePutRecords(req.StreamName, err, time.Since(start))
+	return resp, err
+}
+
+// sink returns the uplink's sink: the DIS client, timed when metrics are served.
+func (g *Gateway) sink() uplink.Sink {
+	if g.ops.srv == nil {
+		return g.client
+	}
+	return timedSink{next: g.client, srv: g.ops.srv}
+}
+
+// countingIngester counts refused publishes by reason on the way back from
+// the ingest path.
+type countingIngester struct {
+	next broker.Ingester
+	ops  *ops
+}
+
+func (c countingIngester) Ingest(ctx context.Context, p *broker.Publish) error {
+	err := c.next.Ingest(ctx, p)
+	if err != nil {
+		c.ops.countReject(err)
+	}
+	return err
+}
+
+func (o *ops) countReject(err error) {
+	reason := "unspecified_error"
+	if rej := new(broker.Reject); errors.As(err, &rej) {
+		reason = rejectReason(rej.Code)
+	}
+	o.rejMu.Lock()
+	o.rejected[reason]++
+	o.rejMu.Unlock()
+}
+
+// rejectReason names an MQTT 5 reason code as the metrics label does.
+func rejectReason(code byte) string {
+	switch code {
+	case broker.CodePayloadFormatInvalid:
+		return "payload_format_invalid"
+	case broker.CodeQuotaExceeded:
+		return "quota_exceeded"
+	case broker.CodeNotAuthorized:
+		return "not_authorized"
+	case broker.CodeUnspecifiedError:
+		return "unspecified_error"
+	case broker.CodeImplementationError:
+		return "implementation_specific_error"
+	}
+	return fmt.Sprintf("code_0x%02x", code)
+}
+
+// recordDeadLetters wraps the dead-letter publisher so the admin API keeps
+// the recent ones.
+func (g *Gateway) recordDeadLetters(publish func(topic string, payload []byte) error) func(string, []byte) error {
+	return func(topic string, payload []byte) error {
+		g.ops.dead.Add(topic, payload)
+		return publish(topic, payload)
+	}
+}
+
+// status builds the admin snapshot from the components' accessors. It runs
+// on admin server goroutines, after every component was started.
+func (g *Gateway) status() admin.Status {
+	o := g.ops
+	st := admin.Status{
+		Gateway: admin.GatewayStatus{
+			ID: g.cfg.Gateway.ID, Version: o.version, StartedAt: o.started,
+			UptimeSeconds: time.Since(o.started).Seconds(), ShuttingDown: o.stopping.Load(),
+		},
+		DeadLetters: o.dead.Status(),
+		Errors:      o.errs.List(),
+	}
+
+	st.MQTT.Listening = o.listening.Load()
+	for _, l := range g.cfg.MQTT.Listeners {
+		if a := g.broker.Addr(l.Name); a != nil {
+			st.MQTT.Listeners = append(st.MQTT.Listeners, admin.Listener{Name: l.Name, Address: a.String()})
+		}
+	}
+	st.MQTT.ClientsConnected = g.broker.ClientsConnected()
+	if o.traffic != nil {
+		t := o.traffic.Stats()
+		st.MQTT.PublishesReceived = admin.QoSCounts{QoS0: t.Received[0], QoS1: t.Received[1], QoS2: t.Received[2]}
+		st.MQTT.PublishesSent = admin.QoSCounts{QoS0: t.Sent[0], QoS1: t.Sent[1], QoS2: t.Sent[2]}
+	}
+
+	st.Ingest.Accepted = g.ingest.accepted.Load()
+	st.Ingest.Unrouted = g.router.Dropped()
+	o.rejMu.Lock()
+	st.Ingest.Rejected = make(map[string]uint64, len(o.rejected))
+	for k, v := range o.rejected {
+		st.Ingest.Rejected[k] = v
+	}
+	o.rejMu.Unlock()
+
+	b := g.buf.Stats()
+	st.Buffer = admin.BufferStatus{
+		Open: g.buf.IsOpen(), Records: b.Records, Bytes: b.Bytes, MaxBytes: int64(g.cfg.Buffer.MaxBytes),
+		DiskUsageBytes: b.DiskUsage, DiskFull: b.DiskFull, WriteErrors: b.WriteErrors, Syncs: b.Syncs,
+		Streams: make(map[string]admin.BufferStream, len(b.Streams)),
+	}
+	for name, s := range b.Streams {
+		st.Buffer.Streams[name] = admin.BufferStream{
+			Records: s.Records, Bytes: s.Bytes, OldestAgeSeconds: s.OldestAge.Seconds(),
+			Appended: s.Appended, Acked: s.Acked, Rejected: s.Rejected, DroppedOldest: s.DroppedOldest, Expired: s.Expired,
+		}
+	}
+
+	st.Uplink = admin.UplinkStatus{Endpoint: g.client.Endpoint(), Streams: map[string]admin.UplinkStream{}}
+	for name, u := range g.uplink.Stats() {
+		st.Uplink.Streams[name] = admin.UplinkStream{
+			State: string(u.State), Sent: u.Sent, Retried: u.Retried, DeadLettered: u.DeadLettered,
+			Requests: u.Requests, FailedRequests: u.FailedRequest, LastError: u.LastError,
+		}
+	}
+
+	o.reloadMu.Lock()
+	st.Reload = o.reload
+	o.reloadMu.Unlock()
+	return st
+}
+
+// logReload logs a reload's outcome once, at the boundary.
+func (g *Gateway) logReload(res admin.ReloadResult) {
+	if !res.OK() {
+		g.log.Error("configuration reload refused; the running configuration stays", "reasons", res.Errors)
+		return
+	}
+	attrs := []any{"applied", res.Applied}
+	if len(res.RestartNeeded) > 0 {
+		attrs = append(attrs, "restart_needed", res.RestartNeeded)
+		g.log.Warn("configuration reloaded; some changes take effect only after a restart", attrs...)
+		return
+	}
+	g.log.Info("configuration reloaded", attrs...)
+}
