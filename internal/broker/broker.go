@@ -1,6 +1,8 @@
-// Package broker runs the embedded MQTT broker (mochi-mqtt): its listeners,
-// client authentication, and the publish hook that hands every device publish to
-// the ingest path before it is acknowledged.
+// Package broker runs the embedded MQTT broker (mochi-mqtt): its listeners
+// (TCP, TLS, WebSocket, WSS), client authentication (bcrypt passwords, client
+// certificates, anonymous by policy) with failed logins rate-limited per
+// address, ordered ACLs, and the publish hook that hands every device publish
+// to the ingest path before it is acknowledged.
 //
 // Concurrency: mochi runs one goroutine per connection that reads and handles
 // that client's packets in order. The ingest hook runs on it, synchronously, and
@@ -10,6 +12,10 @@
 // concurrent use by many connections. Publishes made by the gateway itself
 // (Publish, used by the downlink) run on the caller's goroutine and never reach
 // the Ingester.
+//
+// Users and ACLs live in one immutable state behind an atomic pointer:
+// ReloadAuth swaps it whole, connected clients stay connected, and every
+// later login and ACL check uses the new state.
 package broker
 
 import (
@@ -18,13 +24,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegw/edgegw/internal/ratelog"
 )
 
 // Publish is a device publish handed to the ingest path.
@@ -77,38 +85,87 @@ const (
 // Options configures a Broker.
 type Options struct {
 	Listeners []ListenerConfig
-	// Anonymous is who may connect without credentials: "loopback", "always" or "never".
-	Anonymous              string
+	// Auth is who may connect and what they may do; zero LoginLimit fields
+	// and an empty Anonymous take their defaults.
+	Auth                   AuthConfig
 	MaxPacketSize          uint32
 	MaxSessionExpiry       time.Duration
 	ReceiveMaximum         uint16
 	MaxClientWritesPending int32
 	Ingester               Ingester
 	Logger                 *slog.Logger
+
+	now func() time.Time // the login limiter's clock; tests replace it
 }
 
-// ListenerConfig is one network listener.
-type ListenerConfig struct {
-	Name    string
-	Type    string // tcp
-	Address string
+// Defaults for AuthConfig fields left zero.
+const (
+	// DefaultLoginMaxFailures and DefaultLoginWindow: five failed logins in a
+	// row, then one a minute per address, then one per 12 s — a mistyped
+	// password is retried without waiting, a guesser gets 7,200 tries a day
+	// instead of thousands a second.
+	DefaultLoginMaxFailures = 5
+	DefaultLoginWindow      = time.Minute
+	DefaultAnonymous        = AnonymousLoopback
+)
+
+func (c AuthConfig) withDefaults() AuthConfig {
+	if c.Anonymous == "" {
+		c.Anonymous = DefaultAnonymous
+	}
+	if c.LoginLimit.MaxFailures == 0 {
+		c.LoginLimit.MaxFailures = DefaultLoginMaxFailures
+	}
+	if c.LoginLimit.Window == 0 {
+		c.LoginLimit.Window = DefaultLoginWindow
+	}
+	return c
 }
 
 // Broker is the embedded MQTT broker.
 type Broker struct {
-	srv   *mqtt.Server
-	log   *slog.Logger
-	addrs map[string]net.Addr
+	srv       *mqtt.Server
+	log       *slog.Logger
+	addrs     map[string]net.Addr
+	listeners map[string]*ListenerConfig
+	ingest    Ingester
+
+	auth    atomic.Pointer[authState]
+	limiter loginLimiter
+	now     func() time.Time
+	stats   counters
+	// subscribing holds, per client in a SUBSCRIBE, its filters: mochi asks
+	// OnACLCheck(write=false) both for a subscription and for each delivery,
+	// and this tells the two apart for the counters.
+	subscribing sync.Map // *mqtt.Client → []string
+	logLogin    *ratelog.Limiter
+	logACL      *ratelog.Limiter
 
 	closeOnce sync.Once
 }
 
+// Log intervals: the first event of a key is logged, then at most one line
+// per interval with the count of the others (every event is counted in
+// Stats regardless).
+const (
+	// loginLogEvery: per source address; a device with a wrong password
+	// retrying every few seconds shows up once a minute.
+	loginLogEvery = time.Minute
+	// aclLogEvery: per client and direction; a misconfigured device that
+	// publishes where it may not is one line per ten minutes.
+	aclLogEvery = 10 * time.Minute
+)
+
 // New binds the listeners and prepares the broker; Start begins serving.
-// A listener that cannot bind is an error naming it.
+// A listener that cannot bind, and a bad Auth, are errors naming the key.
 func New(opts Options) (*Broker, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	st, err := compileAuth(opts.Auth.withDefaults())
+	if err != nil {
+		return nil, fmt.Errorf("MQTT users and ACLs: %w", err)
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPacketSize
@@ -130,39 +187,58 @@ func New(opts Options) (*Broker, error) {
 		InlineClient: true, // server-side publishes for the downlink
 		Logger:       log.With("component", "mqtt"),
 	})
-	b := &Broker{srv: srv, log: log, addrs: map[string]net.Addr{}}
+	b := &Broker{
+		srv: srv, log: log, ingest: opts.Ingester, now: opts.now,
+		addrs:     map[string]net.Addr{},
+		listeners: map[string]*ListenerConfig{},
+		limiter:   loginLimiter{buckets: map[string]*bucket{}},
+		logLogin:  ratelog.New(loginLogEvery, 0),
+		logACL:    ratelog.New(aclLogEvery, 0),
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	b.auth.Store(st)
 
-	h := &hook{anonymous: opts.Anonymous, ingest: opts.Ingester, log: log}
-	if err := srv.AddHook(h, nil); err != nil {
+	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("add broker hook: %w", err)
 	}
+	hs := &handshakeLog{log: log, limit: ratelog.New(loginLogEvery, 0)}
 	for _, lc := range opts.Listeners {
-		if err := b.addListener(lc); err != nil {
+		if b.listeners[lc.Name] != nil {
+			b.closeListeners()
+			return nil, fmt.Errorf("MQTT listener %q is configured twice", lc.Name)
+		}
+		l, addr, err := bind(lc, hs)
+		if err != nil {
 			b.closeListeners()
 			return nil, err
 		}
+		if err := srv.AddListener(l); err != nil {
+			l.Close(func(string) {})
+			b.closeListeners()
+			return nil, fmt.Errorf("MQTT listener %q: %w", lc.Name, err)
+		}
+		b.listeners[lc.Name] = &lc
+		b.addrs[lc.Name] = addr
 	}
 	return b, nil
 }
 
-func (b *Broker) addListener(lc ListenerConfig) error {
-	switch lc.Type {
-	case "tcp":
-		// Bind here rather than in mochi so the error names the listener and
-		// tests can use port 0 and read the bound address back.
-		ln, err := net.Listen("tcp", lc.Address)
-		if err != nil {
-			return fmt.Errorf("MQTT listener %q: %w", lc.Name, err)
-		}
-		b.addrs[lc.Name] = ln.Addr()
-		if err := b.srv.AddListener(listeners.NewNet(lc.Name, ln)); err != nil {
-			ln.Close()
-			return fmt.Errorf("MQTT listener %q: %w", lc.Name, err)
-		}
-		return nil
-	default:
-		return fmt.Errorf("MQTT listener %q: type %q is not supported", lc.Name, lc.Type)
+// ReloadAuth replaces the users, groups, ACL rules, anonymous policy and
+// login limit. It is safe to call at any time from any goroutine. On error
+// (every problem, keys as in the mqtt config section) nothing changes.
+// Connected clients stay connected under their identity; every later login,
+// publish, subscription and delivery is checked with the new rules. Failed
+// login counts per address carry over.
+func (b *Broker) ReloadAuth(c AuthConfig) error {
+	st, err := compileAuth(c.withDefaults())
+	if err != nil {
+		return err
 	}
+	b.auth.Store(st)
+	b.log.Info("MQTT users and ACLs loaded", "users", len(st.users), "acl_rules", len(st.acl.rules), "anonymous", st.anonymous)
+	return nil
 }
 
 func (b *Broker) closeListeners() {
@@ -178,7 +254,7 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("start MQTT broker: %w", err)
 	}
 	for name, a := range b.addrs {
-		b.log.Info("MQTT listener ready", "listener", name, "addr", a.String())
+		b.log.Info("MQTT listener ready", "listener", name, "type", b.listeners[name].Type, "addr", a.String())
 	}
 	return nil
 }
@@ -192,8 +268,9 @@ func (b *Broker) Close() error {
 	return err
 }
 
-// Publish sends a message from the gateway itself to subscribers (the downlink).
-// It bypasses ACLs and never reaches the Ingester.
+// Publish sends a message from the gateway itself to subscribers (the downlink,
+// dead letters). It bypasses the publish ACL (subscribers' ACLs still apply to
+// delivery) and never reaches the Ingester.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	return b.srv.Publish(topic, payload, retain, qos)
 }
@@ -203,19 +280,17 @@ func (b *Broker) ClientsConnected() int64 {
 	return atomic.LoadInt64(&b.srv.Info.ClientsConnected)
 }
 
-// hook authenticates clients and hands publishes to the Ingester.
+// hook authenticates clients, checks ACLs and hands publishes to the Ingester.
 type hook struct {
 	mqtt.HookBase
-	anonymous string
-	ingest    Ingester
-	log       *slog.Logger
+	b *Broker
 }
 
 func (h *hook) ID() string { return "edgegw" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed:
 		return true
 	}
 	return false
@@ -223,25 +298,93 @@ func (h *hook) Provides(b byte) bool {
 
 // OnConnectAuthenticate runs on the connecting client's goroutine.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	switch h.anonymous {
-	case "always":
+	b := h.b
+	ok, kind := b.authenticate(cl, pk.Connect.Username, pk.Connect.Password)
+	if ok {
+		b.stats.logins[kindIndex(loginKinds[:], kind)].Add(1)
 		return true
-	case "loopback":
-		if isLoopback(cl.Net.Remote) {
-			return true
-		}
 	}
-	h.log.Info("MQTT connection refused: anonymous access not allowed from this address",
-		"client", cl.ID, "remote", cl.Net.Remote, "mqtt.anonymous", h.anonymous)
+	b.stats.authFailures[kindIndex(failKinds[:], kind)].Add(1)
+	ip := remoteIP(cl.Net.Remote)
+	if log, suppressed := b.logLogin.Allow(ip); log {
+		b.log.Warn("MQTT login refused", "reason", kind, "client", cl.ID, "username", string(pk.Connect.Username),
+			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "anonymous_policy", b.auth.Load().anonymous,
+			"refusals_not_logged", suppressed)
+	}
 	return false
 }
 
-// OnACLCheck allows every topic to authenticated clients.
-func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return true }
+// OnACLCheck runs on the client's goroutine for its publishes and
+// subscriptions (write=true and false), and on the publisher's goroutine for
+// each delivery to the client (write=false).
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	b := h.b
+	st := b.auth.Load()
+	if len(st.acl.rules) == 0 && st.acl.defaultAllow {
+		return true
+	}
+	id := identity{username: string(cl.Properties.Username), clientID: cl.ID}
+	id.anonymous = id.username == ""
+	id.groups = st.groupsOf(id.username)
+	var ok bool
+	var rule int
+	var dir string
+	switch {
+	case write:
+		ok, rule = st.acl.canPublish(&id, topic)
+		dir = "publish"
+	case b.isSubscribing(cl, topic):
+		ok, rule = st.acl.canSubscribe(&id, topic)
+		dir = "subscribe"
+	default:
+		ok, rule = st.acl.canReceive(&id, topic)
+		dir = "delivery"
+	}
+	if ok {
+		return true
+	}
+	switch dir {
+	case "publish":
+		b.stats.aclDeniedPublish.Add(1)
+	case "subscribe":
+		b.stats.aclDeniedSubscribe.Add(1)
+	default:
+		b.stats.aclDeniedDelivery.Add(1)
+	}
+	if log, suppressed := b.logACL.Allow(dir + "\x00" + cl.ID); log {
+		ruleText := "default"
+		if rule >= 0 {
+			ruleText = fmt.Sprintf("acl.rules[%d]", rule)
+		}
+		b.log.Warn("MQTT ACL denied "+dir+"; further denials for this client are counted, not logged",
+			"client", cl.ID, "username", id.username, "topic", topic, "rule", ruleText, "denials_not_logged", suppressed)
+	}
+	return false
+}
+
+func (b *Broker) isSubscribing(cl *mqtt.Client, topic string) bool {
+	v, ok := b.subscribing.Load(cl)
+	return ok && slices.Contains(v.([]string), topic)
+}
+
+// OnSubscribe runs on the subscribing client's goroutine just before mochi
+// checks each filter with OnACLCheck; OnSubscribed runs after.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	filters := make([]string, len(pk.Filters))
+	for i, f := range pk.Filters {
+		filters[i] = f.Filter
+	}
+	h.b.subscribing.Store(cl, filters)
+	return pk
+}
+
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	h.b.subscribing.Delete(cl)
+}
 
 // OnPublish runs on the publishing client's goroutine, before the ack is sent.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || h.ingest == nil {
+	if cl.Net.Inline || h.b.ingest == nil {
 		return pk, nil // the gateway's own publishes never re-enter the uplink path
 	}
 	p := &Publish{
@@ -255,7 +398,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		UserProperties:  pk.Properties.User,
 		Received:        time.Now(),
 	}
-	err := h.ingest.Ingest(context.Background(), p)
+	err := h.b.ingest.Ingest(context.Background(), p)
 	if err == nil {
 		return pk, nil
 	}
@@ -281,7 +424,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			Properties:  packets.Properties{ReasonString: rej.Reason},
 		}
 		if werr := cl.WritePacket(ack); werr != nil {
-			h.log.Debug("write negative ack", "client", cl.ID, "err", werr)
+			h.b.log.Debug("write negative ack", "client", cl.ID, "err", werr)
 		}
 		return pk, packets.ErrRejectPacket
 	}
@@ -292,13 +435,4 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	// so the device keeps the message and sends it again after reconnecting.
 	cl.Stop(rej)
 	return pk, packets.ErrRejectPacket
-}
-
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

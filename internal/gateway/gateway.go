@@ -286,7 +286,7 @@ func (g *Gateway) brokerOptions() broker.Options {
 	}
 	return broker.Options{
 		Listeners:              ls,
-		Anonymous:              m.Anonymous,
+		Auth:                   broker.AuthConfig{Anonymous: m.Anonymous},
 		MaxPacketSize:          uint32(m.MaxPacketSize),
 		MaxSessionExpiry:       m.MaxSessionExpiry.D(),
 		ReceiveMaximum:         uint16(m.ReceiveMaximum),
