@@ -1,0 +1,418 @@
+package gateway
+
+// Store-and-forward acceptance tests at gateway level: paho devices publish
+// QoS 1 over TCP to the real broker, records go through the real buffer on
+// disk and the uplink into the built-in DIS server over HTTP, with the
+// server's fault injection standing in for outages and throttling. Every
+// test asserts on counts: what was acknowledged is in DIS, once, in publish
+// order per device.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegw/edgegw/internal/config"
+	"github.com/edgegw/edgegw/internal/disserver"
+	"github.com/edgegw/edgegw/internal/distest"
+	"github.com/edgegw/edgegw/internal/mqtttest"
+	"github.com/edgegw/edgegw/internal/uplink"
+)
+
+func waitUplinkState(t *testing.T, gw *running, want uplink.State) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for gw.gw.UplinkState() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("uplink state %s, want %s; stats %+v", gw.gw.UplinkState(), want, gw.gw.UplinkStats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// DIS is down while 100,000 messages arrive: all are acknowledged and kept,
+// the uplink reports offline and probes without a busy loop, and when DIS
+// returns the backlog drains, nothing lost, in order per device.
+func TestOutage100kMessagesDrainInOrder(t *testing.T) {
+	const devices, perDevice = 20, 5000
+	cfg := testConfig(t, t.TempDir())
+	cfg.DIS.Builtin.Server.Faults = disserver.Faults{OutageDuration: 24 * time.Hour}
+	gw := startGateway(t, cfg)
+
+	publishDevices(t, gw.mqttAddr(), devices, perDevice)
+	if n := gw.gw.buf.Stats().Records; n != devices*perDevice {
+		t.Fatalf("buffer holds %d records during the outage, want %d", n, devices*perDevice)
+	}
+	waitUplinkState(t, gw, uplink.Offline)
+	st := gw.gw.UplinkStats()["telemetry"]
+	if st.Sent != 0 || st.Requests > 200 {
+		// Publishing took seconds; backoff from 100 ms allows a few dozen probes.
+		t.Fatalf("uplink during the outage: %+v", st)
+	}
+
+	if err := gw.gw.disSrv.SetFaults(disserver.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	c := disClient(t, gw.gw.DISEndpoint())
+	prs, err := distest.WaitForCount(context.Background(), c, "telemetry", devices*perDevice, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStream(t, prs, devices, perDevice)
+	waitUplinkState(t, gw, uplink.Online)
+	if st := gw.gw.UplinkStats()["telemetry"]; st.Sent != devices*perDevice || st.OrderInversions != 0 {
+		t.Fatalf("uplink after the drain: %+v", st)
+	}
+}
+
+// DIS fails a share of records with DIS.4303 and answers some requests with
+// 429: everything arrives once, in order per device.
+func TestThrottlingOverMQTT(t *testing.T) {
+	const devices, perDevice = 10, 500
+	cfg := testConfig(t, t.TempDir())
+	cfg.DIS.Builtin.Server.Faults = disserver.Faults{FailEveryNthRecord: 20, RejectEveryNthRequest: 6}
+	cfg.Uplink.BackoffMax = config.Duration(200 * time.Millisecond) // keep the test short
+	gw := startGateway(t, cfg)
+	publishDevices(t, gw.mqttAddr(), devices, perDevice)
+	c := disClient(t, gw.gw.DISEndpoint())
+	prs, err := distest.WaitForCount(context.Background(), c, "telemetry", devices*perDevice, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStream(t, prs, devices, perDevice)
+	st := gw.gw.UplinkStats()["telemetry"]
+	if st.Retried == 0 || st.FailedRequest == 0 || st.Sent != devices*perDevice || st.OrderInversions != 0 {
+		t.Fatalf("faults not exercised or counts off: %+v", st)
+	}
+}
+
+// A record DIS refuses permanently (larger than its record limit) goes to the
+// dead-letter topic with DIS's code, and the device's later records follow.
+func TestPermanentRefusalIsDeadLetteredAndDoesNotBlock(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.DIS.Builtin.Server.Limits.MaxRecordBytes = 1024
+	gw := startGateway(t, cfg)
+
+	dead := make(chan deadLetter, 10)
+	sub := mqtttest.Connect(t, gw.mqttAddr(), "dl-watcher")
+	if tok := sub.Subscribe(DeadLetterTopicPrefix+"telemetry", 1, func(_ paho.Client, m paho.Message) {
+		var dl deadLetter
+		if err := json.Unmarshal(m.Payload(), &dl); err != nil {
+			t.Errorf("dead letter %q: %v", m.Payload(), err)
+		}
+		dead <- dl
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	pub := mqtttest.Connect(t, gw.mqttAddr(), "pub-d1")
+	payloads := make([][]byte, 20)
+	for i := range payloads {
+		payloads[i] = payload("d1", i)
+	}
+	payloads[7] = bytes.Repeat([]byte("x"), 2000) // over DIS's 1 KiB record limit
+	if err := mqtttest.FirstError(mqtttest.PublishAll(pub, []string{"devices/d1/telemetry"}, payloads, 1, 8, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	c := disClient(t, gw.gw.DISEndpoint())
+	prs, err := distest.WaitForCount(context.Background(), c, "telemetry", 19, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, p := range prs {
+		for _, r := range p.Records {
+			var m struct{ N int }
+			if err := json.Unmarshal(r.Data, &m); err != nil {
+				t.Fatalf("record %q: %v", r.Data, err)
+			}
+			got = append(got, m.N)
+		}
+	}
+	if fmt.Sprint(got) != "[0 1 2 3 4 5 6 8 9 10 11 12 13 14 15 16 17 18 19]" {
+		t.Fatalf("DIS holds messages %v", got)
+	}
+	select {
+	case dl := <-dead:
+		if dl.Source != "dis" || dl.Code != "DIS.4300" || dl.Key != "d1" || dl.Data == nil || len(*dl.Data) != 2000 {
+			t.Fatalf("dead letter %+v", dl)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no dead letter published")
+	}
+	if st := gw.gw.UplinkStats()["telemetry"]; st.DeadLettered != 1 || st.Sent != 19 {
+		t.Fatalf("uplink stats %+v", st)
+	}
+}
+
+// publishUntilRefused publishes QoS 1 messages of one device until the
+// gateway refuses one (a 3.1.1 client is disconnected) and returns the
+// indexes that were acknowledged.
+func publishUntilRefused(t *testing.T, addr, device string, max int) (acked []int) {
+	t.Helper()
+	c, err := mqtttest.Dial(addr, "pub-"+device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(100)
+	const chunk = 500
+	for start := 0; start < max; start += chunk {
+		payloads := make([][]byte, chunk)
+		for i := range payloads {
+			payloads[i] = payload(device, start+i)
+		}
+		rs := mqtttest.PublishAll(c, []string{"devices/" + device + "/telemetry"}, payloads, 1, 32, time.Minute)
+		refused := false
+		for _, r := range rs {
+			if r.Err == nil {
+				acked = append(acked, start+r.Index)
+			} else {
+				refused = true
+			}
+		}
+		if refused {
+			if c.IsConnectionOpen() {
+				t.Fatalf("publishes failed but the 3.1.1 client is still connected: %v", mqtttest.FirstError(rs))
+			}
+			return acked
+		}
+	}
+	t.Fatalf("%d messages accepted; the gateway never refused one", max)
+	return nil
+}
+
+// checkAcked asserts every acked message of a device is in DIS, once, in
+// order, and nothing else of the device is there but messages it published.
+func checkAcked(t *testing.T, prs []distest.PartitionRecords, acked map[string][]int) {
+	t.Helper()
+	seen := map[string][]int{}
+	for _, p := range prs {
+		for _, r := range p.Records {
+			var m struct {
+				Device string
+				N      int
+			}
+			if err := json.Unmarshal(r.Data, &m); err != nil {
+				t.Fatalf("record %q: %v", r.Data, err)
+			}
+			if !bytes.Equal(r.Data, payload(m.Device, m.N)) {
+				t.Fatalf("record %q is not message %d of %s", r.Data, m.N, m.Device)
+			}
+			if s := seen[m.Device]; len(s) > 0 && s[len(s)-1] >= m.N {
+				t.Fatalf("device %s: message %d after %d (duplicate or out of order)", m.Device, m.N, s[len(s)-1])
+			}
+			seen[m.Device] = append(seen[m.Device], m.N)
+		}
+	}
+	for dev, want := range acked {
+		have := map[int]bool{}
+		for _, n := range seen[dev] {
+			have[n] = true
+		}
+		for _, n := range want {
+			if !have[n] {
+				t.Fatalf("device %s: acknowledged message %d is not in DIS", dev, n)
+			}
+		}
+	}
+}
+
+// v5Publish connects as an MQTT 5 client (mochi's packet codec over TCP) and
+// publishes one QoS 1 message; it returns the PUBACK's reason code.
+func v5Publish(t *testing.T, addr, clientID, topic string, body []byte) byte {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	send := func(pk packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) {
+		var b bytes.Buffer
+		if err := enc(&pk, &b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(b.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() (packets.FixedHeader, []byte) {
+		hb, err := r.ReadByte()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var fh packets.FixedHeader
+		if err := fh.Decode(hb); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := packets.DecodeLength(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			t.Fatal(err)
+		}
+		fh.Remaining = n
+		return fh, body
+	}
+	send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID}},
+		(*packets.Packet).ConnectEncode)
+	if fh, body := read(); fh.Type != packets.Connack || len(body) < 2 || body[1] != 0 {
+		t.Fatalf("MQTT 5 connect: packet type %d body %x", fh.Type, body)
+	}
+	send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		TopicName: topic, Payload: body, PacketID: 7}, (*packets.Packet).PublishEncode)
+	for {
+		fh, b := read()
+		if fh.Type != packets.Puback {
+			continue
+		}
+		pk := packets.Packet{FixedHeader: fh, ProtocolVersion: 5}
+		if err := pk.PubackDecode(b); err != nil {
+			t.Fatal(err)
+		}
+		return pk.ReasonCode
+	}
+}
+
+// fullThenRecover drives a gateway whose buffer will run out of room (DIS is
+// down): devices publish until refused (3.1.1: disconnected; MQTT 5: PUBACK
+// 0x97), then makeRoom runs (DIS returns, or disk space comes back), ingest
+// resumes, and everything acknowledged is in DIS.
+func fullThenRecover(t *testing.T, gw *running, maxPerDevice int, makeRoom func()) {
+	t.Helper()
+	acked := map[string][]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, dev := range []string{"d1", "d2"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := publishUntilRefused(t, gw.mqttAddr(), dev, maxPerDevice)
+			mu.Lock()
+			acked[dev] = a
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if code := v5Publish(t, gw.mqttAddr(), "v5-d3", "devices/d3/telemetry", payload("d3", 0)); code != packets.ErrQuotaExceeded.Code {
+		t.Fatalf("MQTT 5 publish to a full buffer: reason 0x%02x, want 0x97 (quota exceeded)", code)
+	}
+	refusedBefore := gw.gw.ingest.refused.Load()
+	if refusedBefore < 3 {
+		t.Fatalf("%d refusals counted, want at least 3", refusedBefore)
+	}
+
+	makeRoom()
+
+	// Ingest resumes (retry: the room comes back asynchronously).
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code := v5Publish(t, gw.mqttAddr(), "v5-d3", "devices/d3/telemetry", payload("d3", 0))
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publishes still refused (0x%02x) two minutes after room came back", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	acked["d3"] = []int{0}
+	c := mqtttest.Connect(t, gw.mqttAddr(), "pub-d4")
+	payloads := [][]byte{payload("d4", 0), payload("d4", 1), payload("d4", 2)}
+	if err := mqtttest.FirstError(mqtttest.PublishAll(c, []string{"devices/d4/telemetry"}, payloads, 1, 4, time.Minute)); err != nil {
+		t.Fatalf("publish after recovery: %v", err)
+	}
+	acked["d4"] = []int{0, 1, 2}
+
+	total := 0
+	for _, a := range acked {
+		total += len(a)
+	}
+	dc := disClient(t, gw.gw.DISEndpoint())
+	prs, err := distest.WaitForCount(context.Background(), dc, "telemetry", total, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, prs, acked)
+	t.Logf("acknowledged %d+%d before the refusal, %d refusals counted", len(acked["d1"]), len(acked["d2"]), refusedBefore)
+}
+
+// A size-limited buffer (buffer.max_bytes, overflow reject) while DIS is down.
+func TestBufferFullRefusesThenResumes(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Buffer.MaxBytes = 1 << 20 // ~8,000 of these messages
+	cfg.DIS.Builtin.Server.Faults = disserver.Faults{OutageDuration: 24 * time.Hour}
+	gw := startGateway(t, cfg)
+	fullThenRecover(t, gw, 20000, func() {
+		if st := gw.gw.buf.Stats(); st.Rejected == 0 || st.Bytes > 1<<20 {
+			t.Fatalf("buffer at the refusal: %d rejected, %d bytes", st.Rejected, st.Bytes)
+		}
+		if err := gw.gw.disSrv.SetFaults(disserver.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A real small filesystem (tmpfs, needs root): the buffer refuses appends
+// while less than its disk reserve is free, and accepts again once space is
+// freed.
+func TestDiskFullRefusesThenResumes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root; TestBufferFullRefusesThenResumes covers the size-limited buffer")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+
+	cfg := testConfig(t, t.TempDir())
+	cfg.Buffer.Dir = filepath.Join(mnt, "buffer")
+	cfg.DIS.Builtin.Server.Faults = disserver.Faults{OutageDuration: 24 * time.Hour}
+	gw := startGateway(t, cfg)
+
+	// Leave 3 MiB above the buffer's 64 MiB reserve: a few thousand
+	// messages fit, then appends are refused with ErrDiskFull.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &fs); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, bytes.Repeat([]byte{0xA5}, int(free-(67<<20))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fullThenRecover(t, gw, 200000, func() {
+		if st := gw.gw.buf.Stats(); st.DiskFull == 0 {
+			t.Fatalf("buffer refused without counting disk-full: %+v", st)
+		}
+		if err := os.Remove(ballast); err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.gw.disSrv.SetFaults(disserver.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
