@@ -57,6 +57,10 @@ Usage:
   edgegw config check [-c FILE]             validate the config file and exit
   edgegw dis serve [flags]                  run the DIS-compatible server alone
   edgegw dis tail STREAM [flags]            print a stream's records as they arrive
+  edgegw dis streams list|create|describe|delete   manage DIS streams
+  edgegw dis put STREAM [DATA ...]          write records to a stream (or lines of stdin)
+  edgegw status [-o text|json]              ask the running gateway how it is doing
+  edgegw buffer stats                       what a stopped gateway's buffer holds
   edgegw version                            print the version
 
 Every command reads its settings from -c FILE (default configs/edgegw.yaml).
@@ -94,15 +98,23 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdConfigCheck(rest[1:], stdout, stderr)
 	case "dis":
 		if len(rest) == 0 {
-			return usagef("usage: edgegw dis serve|tail ...")
+			return usagef("usage: edgegw dis serve|tail|streams|put ...")
 		}
 		switch rest[0] {
 		case "serve":
 			return cmdDISServe(ctx, rest[1:], stdout, stderr)
 		case "tail":
 			return cmdDISTail(ctx, rest[1:], stdout, stderr)
+		case "streams":
+			return cmdDISStreams(ctx, rest[1:], stdout, stderr)
+		case "put":
+			return cmdDISPut(ctx, rest[1:], os.Stdin, stdout, stderr)
 		}
-		return usagef("unknown command \"dis %s\"; use serve or tail", rest[0])
+		return usagef("unknown command \"dis %s\"; use serve, tail, streams or put", rest[0])
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
+	case "buffer":
+		return cmdBuffer(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "edgegw %s (commit %s, built %s)\n", version, commit, date)
 		return nil

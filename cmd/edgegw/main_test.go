@@ -120,6 +120,7 @@ func TestQuickstartWithMosquittoPub(t *testing.T) {
 	cfgText := strings.NewReplacer(
 		"127.0.0.1:1883", fmt.Sprintf("127.0.0.1:%d", mqttPort),
 		"127.0.0.1:9180", fmt.Sprintf("127.0.0.1:%d", disPort),
+		"127.0.0.1:9181", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"dir: data/buffer", "dir: "+filepath.Join(dir, "buffer"),
 		"data_dir: data/dis", "data_dir: "+filepath.Join(dir, "dis"),
 	).Replace(string(shipped))

@@ -50,7 +50,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := gateway.NewLogger(cfg.Log, stderr)
 	applyMemoryLimit(cfg, log)
-	return gateway.New(cfg, log).Run(ctx)
+	return runGateway(ctx, cfg, *path, log)
 }
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {

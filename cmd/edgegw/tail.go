@@ -49,8 +49,10 @@ func cmdDISTail(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return usageError{err}
 	}
-	t := &tailer{client: client, stream: pos[0], cursorType: cursorType, limit: *limit, json: *output == "json", poll: *poll, out: stdout}
+	t := &tailer{client: client, stream: pos[0], cursorType: cursorType, limit: *limit, json: *output == "json", poll: *poll, out: stdout,
+		progress: newProgress("dis tail "+pos[0], stdout, stderr)}
 	err = t.run(ctx)
+	t.progress.clear()
 	if ctx.Err() != nil {
 		return nil // interrupted by the user
 	}
@@ -66,6 +68,7 @@ type tailer struct {
 	json       bool
 	poll       time.Duration
 	out        io.Writer
+	progress   *progress // a status line on a terminal while records go elsewhere (progress.go)
 
 	printed int
 	parts   map[string]*partCursor
@@ -158,6 +161,7 @@ func (t *tailer) readPartition(ctx context.Context, id string) (int, error) {
 	pc.cursor = resp.NextPartitionCursor
 	for _, r := range resp.Records {
 		t.print(id, r)
+		t.progress.add(1, int64(len(r.Data)))
 		pc.lastSeq = r.SequenceNumber
 		if t.limit > 0 && t.printed >= t.limit {
 			break
