@@ -50,6 +50,7 @@ cross:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./cmd/edgegw-bench   # ingest vs bare mochi, backlog drain, publish->DIS latency
 
 soak:
 	$(GO) test -tags soak -timeout 60m ./...
