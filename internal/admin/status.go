@@ -7,16 +7,16 @@ import "time"
 // The gateway builds it from its components' read-only Stats accessors; the
 // admin package never reaches into a component.
 type Status struct {
-	Gateway     GatewayStatus     `json:"gateway"`
-	Ready       Readiness         `json:"ready"` // filled in by the admin server
-	MQTT        MQTTStatus        `json:"mqtt"`
-	Ingest      IngestStatus      `json:"ingest"`
-	Buffer      BufferStatus      `json:"buffer"`
-	Uplink      UplinkStatus      `json:"uplink"`
-	Downlink    *DownlinkStatus   `json:"downlink"` // nil: no downlink configured
-	DeadLetters DeadLetterStatus  `json:"dead_letters"`
-	Errors      []LogEntry        `json:"recent_errors"` // newest last
-	Reload      ReloadStatus      `json:"reload"`
+	Gateway     GatewayStatus    `json:"gateway"`
+	Ready       Readiness        `json:"ready"` // filled in by the admin server
+	MQTT        MQTTStatus       `json:"mqtt"`
+	Ingest      IngestStatus     `json:"ingest"`
+	Buffer      BufferStatus     `json:"buffer"`
+	Uplink      UplinkStatus     `json:"uplink"`
+	Downlink    *DownlinkStatus  `json:"downlink"` // nil: no downlink configured
+	DeadLetters DeadLetterStatus `json:"dead_letters"`
+	Errors      []LogEntry       `json:"recent_errors"` // newest last
+	Reload      ReloadStatus     `json:"reload"`
 }
 
 // GatewayStatus identifies the process.

@@ -196,27 +196,15 @@ func (g *Gateway) status() admin.Status {
 		Errors:      o.errs.List(),
 	}
 
-	st.MQTT.Listening = o.listening.Load()
-	for _, l := range g.cfg.MQTT.Listeners {
-		if a := g.broker.Addr(l.Name); a != nil {
-			st.MQTT.Listeners = append(st.MQTT.Listeners, admin.Listener{Name: l.Name, Address: a.String()})
+	// Downstream first: within one snapshot a count never exceeds the count
+	// of the stage before it (sent <= appended <= accepted <= received).
+	st.Uplink = admin.UplinkStatus{Endpoint: g.client.Endpoint(), Streams: map[string]admin.UplinkStream{}}
+	for name, u := range g.uplink.Stats() {
+		st.Uplink.Streams[name] = admin.UplinkStream{
+			State: string(u.State), Sent: u.Sent, Retried: u.Retried, DeadLettered: u.DeadLettered,
+			Requests: u.Requests, FailedRequests: u.FailedRequest, LastError: u.LastError,
 		}
 	}
-	st.MQTT.ClientsConnected = g.broker.ClientsConnected()
-	if o.traffic != nil {
-		t := o.traffic.Stats()
-		st.MQTT.PublishesReceived = admin.QoSCounts{QoS0: t.Received[0], QoS1: t.Received[1], QoS2: t.Received[2]}
-		st.MQTT.PublishesSent = admin.QoSCounts{QoS0: t.Sent[0], QoS1: t.Sent[1], QoS2: t.Sent[2]}
-	}
-
-	st.Ingest.Accepted = g.ingest.accepted.Load()
-	st.Ingest.Unrouted = g.router.Dropped()
-	o.rejMu.Lock()
-	st.Ingest.Rejected = make(map[string]uint64, len(o.rejected))
-	for k, v := range o.rejected {
-		st.Ingest.Rejected[k] = v
-	}
-	o.rejMu.Unlock()
 
 	b := g.buf.Stats()
 	st.Buffer = admin.BufferStatus{
@@ -231,12 +219,26 @@ func (g *Gateway) status() admin.Status {
 		}
 	}
 
-	st.Uplink = admin.UplinkStatus{Endpoint: g.client.Endpoint(), Streams: map[string]admin.UplinkStream{}}
-	for name, u := range g.uplink.Stats() {
-		st.Uplink.Streams[name] = admin.UplinkStream{
-			State: string(u.State), Sent: u.Sent, Retried: u.Retried, DeadLettered: u.DeadLettered,
-			Requests: u.Requests, FailedRequests: u.FailedRequest, LastError: u.LastError,
+	st.Ingest.Accepted = g.ingest.accepted.Load()
+	st.Ingest.Unrouted = g.router.Dropped()
+	o.rejMu.Lock()
+	st.Ingest.Rejected = make(map[string]uint64, len(o.rejected))
+	for k, v := range o.rejected {
+		st.Ingest.Rejected[k] = v
+	}
+	o.rejMu.Unlock()
+
+	st.MQTT.Listening = o.listening.Load()
+	for _, l := range g.cfg.MQTT.Listeners {
+		if a := g.broker.Addr(l.Name); a != nil {
+			st.MQTT.Listeners = append(st.MQTT.Listeners, admin.Listener{Name: l.Name, Address: a.String()})
 		}
+	}
+	st.MQTT.ClientsConnected = g.broker.ClientsConnected()
+	if o.traffic != nil {
+		t := o.traffic.Stats()
+		st.MQTT.PublishesReceived = admin.QoSCounts{QoS0: t.Received[0], QoS1: t.Received[1], QoS2: t.Received[2]}
+		st.MQTT.PublishesSent = admin.QoSCounts{QoS0: t.Sent[0], QoS1: t.Sent[1], QoS2: t.Sent[2]}
 	}
 
 	o.reloadMu.Lock()

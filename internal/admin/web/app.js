@@ -150,17 +150,27 @@ function render(st) {
 
   const errs = (st.recent_errors || []).slice().reverse();
   $("errors-none").hidden = errs.length > 0;
-  fillTable("errors", errs, (tr, e) => { cell(tr, time(e.time)); cell(tr, e.level); cell(tr, e.message + (e.attrs ? " " + e.attrs : ""), "err"); });
+  fillTable("errors", errs, (tr, e) => {
+    cell(tr, time(e.time) + " " + e.level, "when");
+    const td = cell(tr, e.message, "msg");
+    if (e.attrs) detail(td, e.attrs);
+  });
 
   const dead = (st.dead_letters.recent || []).slice().reverse();
   $("dead-none").hidden = dead.length > 0;
   fillTable("dead", dead, (tr, d) => {
-    cell(tr, time(d.time));
-    cell(tr, d.stream || "(unrouted)");
-    cell(tr, d.source + (d.code ? " " + d.code : ""));
-    cell(tr, d.reason, "err");
-    cell(tr, d.preview || "");
+    cell(tr, time(d.time) + " " + (d.stream || "(unrouted)") + " · " + d.source + (d.code ? " " + d.code : ""), "when");
+    const td = cell(tr, d.reason, "msg");
+    if (d.preview) detail(td, d.preview);
   });
+}
+
+// detail adds a second, smaller line to a table cell.
+function detail(td, text) {
+  const code = document.createElement("code");
+  code.className = "detail";
+  code.textContent = text;
+  td.appendChild(code);
 }
 
 function renderCharts() {
