@@ -14,10 +14,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -415,4 +417,74 @@ func TestDiskFullRefusesThenResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// IAM token auth end to end (the built-in server in token mode): the password
+// comes from the environment or a file, records arrive, and neither the
+// password nor any token appears in the gateway's debug log.
+func TestTokenAuthCredentialsNeverLogged(t *testing.T) {
+	const pw = "pw-Zq8!never-in-logs"
+	for _, from := range []string{"env", "file"} {
+		t.Run(from, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := testConfig(t, dir)
+			cfg.DIS.Builtin.Server.Auth.Mode = disserver.AuthToken
+			cfg.DIS.Builtin.Server.Auth.Users = []disserver.UserConfig{{Name: "edge", Password: pw, Domain: "acme", Projects: []string{"local"}}}
+			cfg.DIS.Auth.Mode, cfg.DIS.Auth.User, cfg.DIS.Auth.Domain = "token", "edge", "acme"
+			if from == "env" {
+				t.Setenv(config.EnvDISPassword, pw)
+			} else {
+				f := filepath.Join(dir, "pw")
+				if err := os.WriteFile(f, []byte(pw+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cfg.DIS.Auth.PasswordFile = f
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			logs := &syncBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			ctx, cancel := context.WithCancel(context.Background())
+			gw := New(cfg, log)
+			done := make(chan error, 1)
+			go func() { done <- gw.Run(ctx) }()
+			var once sync.Once
+			stop := func() { once.Do(func() { cancel(); <-done }) }
+			defer stop()
+			select {
+			case <-gw.Ready():
+			case err := <-done:
+				t.Fatalf("gateway: %v\n%s", err, logs.String())
+			case <-time.After(30 * time.Second):
+				t.Fatal("gateway not ready")
+			}
+
+			c := mqtttest.Connect(t, gw.MQTTAddr("tcp").String(), "pub-d1")
+			payloads := [][]byte{payload("d1", 0), payload("d1", 1), payload("d1", 2)}
+			if err := mqtttest.FirstError(mqtttest.PublishAll(c, []string{"devices/d1/telemetry"}, payloads, 1, 4, time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			reader, err := NewDISClient(cfg.DIS, gw.DISEndpoint())
+			if err != nil {
+				t.Fatal(err)
+			}
+			prs, err := distest.WaitForCount(context.Background(), reader, "telemetry", 3, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkStream(t, prs, 1, 3)
+			if st, ok := gw.DISTokenStatus(); !ok || !st.Valid || st.Fetches < 1 {
+				t.Fatalf("token status %+v %v", st, ok)
+			}
+			stop() // the shutdown logs too
+			text := logs.String()
+			if strings.Contains(text, pw) || strings.Contains(text, "EGW1.") {
+				t.Fatalf("the password or a token is in the log:\n%s", text)
+			}
+			if !strings.Contains(text, "level=DEBUG") && !strings.Contains(text, "edgegw running") {
+				t.Fatalf("the log captured nothing:\n%s", text)
+			}
+		})
+	}
 }
