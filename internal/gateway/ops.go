@@ -21,7 +21,7 @@ import (
 // safe for concurrent use.
 type ops struct {
 	version string
-	load    func() (config.Config, error) // re-reads the config file; nil: reload unavailable
+	load    func() (config.Config, error) // re-reads the config file; nil: reload unavailable; guarded by reloadMu
 	started time.Time
 
 	srv     *admin.Server // nil when admin.listen is empty
@@ -54,8 +54,12 @@ func newOps() *ops {
 func (g *Gateway) SetVersion(v string) { g.ops.version = v }
 
 // SetConfigSource gives the gateway the function that re-reads its config
-// file, for Reload (SIGHUP, POST /api/v1/reload). Call it before Run.
-func (g *Gateway) SetConfigSource(load func() (config.Config, error)) { g.ops.load = load }
+// file, for Reload (SIGHUP, POST /api/v1/reload). It may be called at any time.
+func (g *Gateway) SetConfigSource(load func() (config.Config, error)) {
+	g.ops.reloadMu.Lock()
+	g.ops.load = load
+	g.ops.reloadMu.Unlock()
+}
 
 // AdminAddr returns the admin server's bound address (after Ready), or nil
 // when it is turned off.
