@@ -33,7 +33,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	path := fs.String("c", config.DefaultPath, "config file (its admin section names the admin API)")
 	output := fs.String("o", "text", "output format: text (a summary table) or json (the whole status document)")
 	rawURL := fs.String("url", "", "admin API base URL (default: from admin.listen)")
-	token := fs.String("token", "", "bearer token (default: from the environment or the config)")
+	token := fs.String("token", "", "bearer token (default: from the environment or the config; a flag shows in ps, so prefer EDGEGW_ADMIN_TOKEN)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the gateway's answer")
 	pos, err := parseFlags(fs, args)
 	if err != nil {

@@ -45,6 +45,9 @@ var (
 	dClients          = desc("mqtt_clients_connected", "MQTT clients connected now.")
 	dPubIn            = desc("mqtt_publishes_received_total", "PUBLISH packets received from MQTT clients, by QoS.", "qos")
 	dPubOut           = desc("mqtt_publishes_sent_total", "PUBLISH packets sent to MQTT subscribers, by QoS.", "qos")
+	dLogins           = desc("mqtt_logins_total", "MQTT logins accepted, by method (password, certificate, anonymous).", "method")
+	dLoginFailures    = desc("mqtt_login_failures_total", "MQTT logins refused, by reason (bad_password, anonymous, no_certificate, rate_limited).", "reason")
+	dACLDenied        = desc("mqtt_acl_denied_total", "Operations the ACLs refused: publish, subscribe, or delivery to a subscriber.", "action")
 	dAccepted         = desc("ingest_records_accepted_total", "Publishes appended to the buffer for DIS.")
 	dRejected         = desc("ingest_publishes_rejected_total", "Publishes refused by the gateway, by reason (the MQTT 5 reason code's name).", "reason")
 	dUnrouted         = desc("router_unmatched_total", "Publishes that matched no route and went to MQTT subscribers only.")
@@ -81,7 +84,7 @@ type statusCollector struct {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dBuildInfo, dReady, dClients, dPubIn, dPubOut, dAccepted, dRejected,
+	for _, d := range []*prometheus.Desc{dBuildInfo, dReady, dClients, dPubIn, dPubOut, dLogins, dLoginFailures, dACLDenied, dAccepted, dRejected,
 		dUnrouted, dDeadLetters, dBufRecords, dBufBytes, dBufOldest, dBufMax, dBufDisk, dBufAppended, dBufAcked,
 		dBufRejected, dBufDropped, dBufDiskFull, dBufWriteErrors, dBufSyncs, dUpState, dUpSent, dUpRetried,
 		dUpDead, dUpRequests, dUpFailedRequests, dDownLag, dReloads, dUptime} {
@@ -115,6 +118,16 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for q, v := range []uint64{st.MQTT.PublishesSent.QoS0, st.MQTT.PublishesSent.QoS1, st.MQTT.PublishesSent.QoS2} {
 		counter(dPubOut, v, strconv.Itoa(q))
 	}
+
+	for _, m := range sortedKeys(st.MQTT.Logins) {
+		counter(dLogins, st.MQTT.Logins[m], m)
+	}
+	for _, r := range sortedKeys(st.MQTT.AuthFailures) {
+		counter(dLoginFailures, st.MQTT.AuthFailures[r], r)
+	}
+	counter(dACLDenied, st.MQTT.ACLDenied.Publish, "publish")
+	counter(dACLDenied, st.MQTT.ACLDenied.Subscribe, "subscribe")
+	counter(dACLDenied, st.MQTT.ACLDenied.Delivery, "delivery")
 
 	counter(dAccepted, st.Ingest.Accepted)
 	for _, reason := range withKeys(RejectReasons, st.Ingest.Rejected) {

@@ -51,6 +51,18 @@ type MQTTStatus struct {
 	ClientsConnected  int64      `json:"clients_connected"`
 	PublishesReceived QoSCounts  `json:"publishes_received"` // PUBLISH packets from clients
 	PublishesSent     QoSCounts  `json:"publishes_sent"`     // PUBLISH packets to subscribers
+	// Logins counts accepted logins by method (password, certificate,
+	// anonymous); AuthFailures refused ones by reason (bad_password, ...).
+	Logins       map[string]uint64 `json:"logins"`
+	AuthFailures map[string]uint64 `json:"auth_failures"`
+	ACLDenied    ACLDenied         `json:"acl_denied"`
+}
+
+// ACLDenied counts what the ACLs refused.
+type ACLDenied struct {
+	Publish   uint64 `json:"publish"`
+	Subscribe uint64 `json:"subscribe"`
+	Delivery  uint64 `json:"delivery"` // messages not delivered to a subscriber its rules do not allow
 }
 
 // Listener is one bound MQTT listener.

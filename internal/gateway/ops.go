@@ -238,7 +238,14 @@ func (g *Gateway) status() admin.Status {
 			st.MQTT.Listeners = append(st.MQTT.Listeners, admin.Listener{Name: l.Name, Address: a.String()})
 		}
 	}
-	st.MQTT.ClientsConnected = g.broker.ClientsConnected()
+	bs := g.broker.Stats()
+	st.MQTT.ClientsConnected = bs.ClientsConnected
+	st.MQTT.Logins, st.MQTT.AuthFailures = bs.Logins, bs.AuthFailures
+	st.MQTT.ACLDenied = admin.ACLDenied{Publish: bs.ACLDeniedPublish, Subscribe: bs.ACLDeniedSubscribe, Delivery: bs.ACLDeniedDelivery}
+	if bs.ACLDeniedPublish > 0 {
+		// Refused by the ACLs before the ingest path sees them: MQTT 5 0x87.
+		st.Ingest.Rejected[rejectReason(broker.CodeNotAuthorized)] += bs.ACLDeniedPublish
+	}
 	if o.traffic != nil {
 		t := o.traffic.Stats()
 		st.MQTT.PublishesReceived = admin.QoSCounts{QoS0: t.Received[0], QoS1: t.Received[1], QoS2: t.Received[2]}

@@ -137,6 +137,9 @@ func TestMetricsAfterKnownLoad(t *testing.T) {
 	requests := m[`edgegw_uplink_requests_total{stream="telemetry"}`]
 	for series, want := range map[string]float64{
 		`edgegw_mqtt_clients_connected`:                                           2,
+		`edgegw_mqtt_logins_total{method="anonymous"}`:                            2,
+		`edgegw_mqtt_login_failures_total{reason="bad_password"}`:                 0,
+		`edgegw_mqtt_acl_denied_total{action="publish"}`:                          0,
 		`edgegw_mqtt_publishes_received_total{qos="0"}`:                           20,
 		`edgegw_mqtt_publishes_received_total{qos="1"}`:                           34,
 		`edgegw_mqtt_publishes_received_total{qos="2"}`:                           10,
