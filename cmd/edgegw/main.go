@@ -61,6 +61,7 @@ Usage:
   edgegw dis put STREAM [DATA ...]          write records to a stream (or lines of stdin)
   edgegw status [-o text|json]              ask the running gateway how it is doing
   edgegw buffer stats                       what a stopped gateway's buffer holds
+  edgegw passwd [-cost N]                   print the bcrypt hash of a password (stdin or prompt) for mqtt.users
   edgegw version                            print the version
 
 Every command reads its settings from -c FILE (default configs/edgegw.yaml).
@@ -115,6 +116,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdStatus(ctx, rest, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(rest, stdout, stderr)
+	case "passwd":
+		return cmdPasswd(rest, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "edgegw %s (commit %s, built %s)\n", version, commit, date)
 		return nil

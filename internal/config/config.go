@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -38,6 +39,9 @@ type Config struct {
 	DIS     DIS      `yaml:"dis"`
 	Streams []Stream `yaml:"streams"`
 	Admin   Admin    `yaml:"admin"`
+	// Schema and DeadLetter: payload validation and refused payloads (ingest.go).
+	Schema     Schema     `yaml:"schema"`
+	DeadLetter DeadLetter `yaml:"dead_letter"`
 	// Routing is the top-level routes and unmatched keys.
 	Routing router.Config `yaml:",inline"`
 }
@@ -57,7 +61,8 @@ type Log struct {
 
 // MQTT configures the embedded broker.
 type MQTT struct {
-	Listeners []Listener `yaml:"listeners"`
+	Listeners []Listener       `yaml:"listeners"`
+	MQTTAuth  `yaml:",inline"` // users, acl, login_limit (ingest.go)
 	// Anonymous says who may connect without credentials: "loopback" (clients
 	// on 127.0.0.1/::1 only, as mosquitto 2 does by default), "always" or "never".
 	Anonymous string `yaml:"anonymous"`
@@ -77,9 +82,10 @@ type MQTT struct {
 
 // Listener is one MQTT network listener.
 type Listener struct {
-	Name    string `yaml:"name"`
-	Type    string `yaml:"type"` // tcp
-	Address string `yaml:"address"`
+	Name        string           `yaml:"name"`
+	Type        string           `yaml:"type"` // tcp, tls, ws, wss
+	Address     string           `yaml:"address"`
+	ListenerTLS `yaml:",inline"` // tls, allowed_origins (ingest.go)
 }
 
 // Buffer configures the durable store-and-forward queue.
@@ -153,8 +159,9 @@ type Stream struct {
 	StreamType     string `yaml:"stream_type"`
 	DataType       string `yaml:"data_type"`
 	// DataDuration is the retention in hours (24–72 for COMMON streams).
-	DataDuration int    `yaml:"data_duration"`
-	DataSchema   string `yaml:"data_schema"`
+	DataDuration int              `yaml:"data_duration"`
+	DataSchema   string           `yaml:"data_schema"`
+	StreamSchema `yaml:",inline"` // data_schema_file, csv_*, allow_unknown_fields, avro_binary (ingest.go)
 }
 
 // Default returns the configuration used for every key a file leaves out.
@@ -174,6 +181,7 @@ func Default() Config {
 			ReceiveMaximum: 1024,
 			// 8192: mochi's default; the downlink retries drops it sees.
 			MaxClientWritesPending: 8192,
+			MQTTAuth:               defaultMQTTAuth(),
 		},
 		Buffer: Buffer{
 			Dir:  "data/buffer",
@@ -203,7 +211,9 @@ func Default() Config {
 			Builtin: Builtin{Enabled: true, Server: disserver.DefaultConfig()},
 			DISWire: defaultDISWire(),
 		},
-		Admin: defaultAdmin(),
+		Admin:      defaultAdmin(),
+		Schema:     defaultSchema(),
+		DeadLetter: defaultDeadLetter(),
 	}
 }
 
@@ -213,7 +223,7 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := Parse(data)
+	cfg, err := parse(data, filepath.Dir(path))
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s:\n%w", path, err)
 	}
@@ -221,7 +231,11 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes YAML over Default(), then validates. The error lists every problem.
-func Parse(data []byte) (Config, error) {
+// Relative file paths are taken from the working directory.
+func Parse(data []byte) (Config, error) { return parse(data, "") }
+
+// parse is Parse with relative file paths taken from dir.
+func parse(data []byte, dir string) (Config, error) {
 	cfg := Default()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -237,6 +251,7 @@ func Parse(data []byte) (Config, error) {
 			return Config{}, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 	}
+	cfg.resolvePaths(dir)
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -276,7 +291,7 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q is used by another listener; names must be unique", l.Name)
 		}
 		names[l.Name] = true
-		oneOf(key+".type", l.Type, "tcp")
+		// type, tls and allowed_origins: validateIngest
 		if _, _, err := net.SplitHostPort(l.Address); err != nil {
 			bad(key+".address", "%q is not host:port (%v); e.g. 127.0.0.1:1883 or :1883", l.Address, err)
 		}
@@ -369,6 +384,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateAdmin(bad)
+	errs = append(errs, c.validateIngest(bad)...)
 	c.validateStoreForward(bad)
 	if err := c.Routing.Validate(); err != nil {
 		errs = append(errs, err)
@@ -388,11 +404,12 @@ func (c *Config) Validate() error {
 // states what differs.
 func (s *Stream) UnmarshalYAML(n *yaml.Node) error {
 	type plain Stream
-	p := plain{Create: true, PartitionCount: 1, StreamType: "COMMON", DataType: "BLOB", DataDuration: 24}
+	p := plain{Create: true, PartitionCount: 1, StreamType: "COMMON", DataDuration: 24}
 	if err := n.Decode(&p); err != nil {
 		return err
 	}
 	*s = Stream(p)
+	s.streamDefaults()
 	return nil
 }
 

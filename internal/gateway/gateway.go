@@ -25,6 +25,7 @@ import (
 	"github.com/edgegw/edgegw/internal/dis"
 	"github.com/edgegw/edgegw/internal/disserver"
 	"github.com/edgegw/edgegw/internal/router"
+	"github.com/edgegw/edgegw/internal/schema"
 	"github.com/edgegw/edgegw/internal/uplink"
 )
 
@@ -38,11 +39,13 @@ type Gateway struct {
 	client *dis.Client
 	buf    *buffer.Buffer
 	router *router.Router
-	ingest *ingest
-	broker *broker.Broker
-	uplink *uplink.Uplink
-	dead   *deadLetters
-	ops    *ops // admin server, metrics, reload (ops.go)
+	// schemas validates payloads per stream (schema.go).
+	schemas *schema.Registry
+	ingest  *ingest
+	broker  *broker.Broker
+	uplink  *uplink.Uplink
+	dead    *deadLetters
+	ops     *ops // admin server, metrics, reload (ops.go)
 
 	ready chan struct{}
 }
@@ -119,11 +122,16 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			g.log.Error("close buffer", "err", err)
 		}
 	})
+	stopSchemas, err := g.startSchemas()
+	if err != nil {
+		return err
+	}
+	stops = append(stops, stopSchemas)
 
 	// 4. The broker is bound now (so dead letters have somewhere to go) but
 	// accepts connections only once everything behind it runs.
-	g.dead = &deadLetters{log: g.log}
-	g.ingest = &ingest{router: g.router, buf: g.buf, dead: g.dead}
+	g.dead = newDeadLetters(g.cfg.DeadLetter.TopicPrefix, g.cfg.DeadLetter.Stream, g.buf, g.log.With("component", "deadletter"))
+	g.ingest = newIngest(g.router, g.schemas, g.buf, g.dead, g.log.With("component", "ingest"))
 	g.broker, err = broker.New(g.brokerOptions())
 	if err != nil {
 		return err
@@ -210,8 +218,15 @@ func (g *Gateway) ensureStreams(ctx context.Context) error {
 		if !s.Create {
 			continue
 		}
+		schemaText, err := streamSchemaText(s)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", s.Name, err)
+		}
 		cctx, cancel := context.WithTimeout(ctx, g.cfg.DIS.Timeout.D())
-		_, err := g.client.DescribeStream(cctx, s.Name, "", 1)
+		d, err := g.client.DescribeStream(cctx, s.Name, "", 1)
+		if err == nil {
+			g.warnSchemaMismatch(s, schemaText, d)
+		}
 		if dis.IsCode(err, dis.CodeStreamNotFound) {
 			dur := s.DataDuration
 			err = g.client.CreateStream(cctx, &dis.CreateStreamRequest{
@@ -220,7 +235,8 @@ func (g *Gateway) ensureStreams(ctx context.Context) error {
 				StreamType:     s.StreamType,
 				DataType:       s.DataType,
 				DataDuration:   &dur,
-				DataSchema:     s.DataSchema,
+				DataSchema:     schemaText,
+				CSVProperties:  csvProperties(s),
 			})
 			if err == nil || dis.IsCode(err, dis.CodeStreamExists) {
 				g.log.Info("created DIS stream", "stream", s.Name, "partitions", s.PartitionCount)
@@ -272,7 +288,7 @@ func (g *Gateway) uplinkOptions() uplink.Options {
 		BackoffMax:      u.BackoffMax.D(),
 		Logger:          g.log.With("component", "uplink"),
 		DeadLetter: func(rec buffer.Record, code, msg string) {
-			g.dead.send(deadLetter{Stream: rec.Stream, Source: "dis", Code: code, Reason: msg,
+			g.dead.send(context.Background(), false, deadLetter{Stream: rec.Stream, Source: "dis", Code: code, Reason: msg,
 				Key: rec.PartitionKey, Timestamp: rec.Timestamp}, rec.Data)
 		},
 	}
@@ -282,11 +298,11 @@ func (g *Gateway) brokerOptions() broker.Options {
 	m := g.cfg.MQTT
 	ls := make([]broker.ListenerConfig, len(m.Listeners))
 	for i, l := range m.Listeners {
-		ls[i] = broker.ListenerConfig{Name: l.Name, Type: l.Type, Address: l.Address}
+		ls[i] = l.BrokerListener()
 	}
 	return broker.Options{
 		Listeners:              ls,
-		Auth:                   broker.AuthConfig{Anonymous: m.Anonymous},
+		Auth:                   m.AuthConfig(),
 		MaxPacketSize:          uint32(m.MaxPacketSize),
 		MaxSessionExpiry:       m.MaxSessionExpiry.D(),
 		ReceiveMaximum:         uint16(m.ReceiveMaximum),
