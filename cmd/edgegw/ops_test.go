@@ -133,6 +133,13 @@ func TestOperateRunningGateway(t *testing.T) {
 	if code, out := cli(t, append([]string{"dis", "streams", "describe", "extra"}, c...)...); code != 1 || !strings.Contains(out, "DIS.4301") {
 		t.Fatalf("describe a deleted stream: exit %d\n%s", code, out)
 	}
+	// A request signed with a wrong secret: the server logs the refusal,
+	// and must not log the key while doing so.
+	wrong := edgegw(ctx, append([]string{"dis", "streams", "list"}, c...)...)
+	wrong.Env = append(wrong.Env, "EDGEGW_DIS_SECRET_KEY=wrong-secret-key")
+	if out, err := wrong.CombinedOutput(); exitCode(err) != 1 || !strings.Contains(string(out), "signature does not match") {
+		t.Fatalf("list with a wrong secret key: exit %d\n%s", exitCode(err), out)
+	}
 	if code, out := cli(t, append([]string{"buffer", "stats"}, c...)...); code != 1 || !strings.Contains(out, "running gateway") {
 		t.Fatalf("buffer stats while running: exit %d\n%s", code, out)
 	}
