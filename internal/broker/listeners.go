@@ -191,8 +191,13 @@ func loadCAs(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// certCheckEvery bounds how often a handshake looks at the certificate
+// files: a stat of two files per second at most, whatever the connection
+// rate. Tests set it to 0.
+var certCheckEvery = time.Second
+
 // keyPair is a server certificate read from files and read again when they
-// change (checked at most once a second, on a handshake).
+// change (checked at most every certCheckEvery, on a handshake).
 type keyPair struct {
 	certFile, keyFile string
 
@@ -230,7 +235,7 @@ func (k *keyPair) load() error {
 func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if now := time.Now(); now.Sub(k.checked) >= time.Second {
+	if now := time.Now(); now.Sub(k.checked) >= certCheckEvery {
 		k.checked = now
 		if stamp, err := fileStamp(k.certFile, k.keyFile); err == nil && stamp != k.stamp {
 			// A half-written renewal fails to load: keep serving the old one

@@ -1,11 +1,15 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -248,5 +252,55 @@ func TestListenerConfigErrors(t *testing.T) {
 	good := ListenerConfig{Type: TypeWSS, TLS: &TLSConfig{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, ClientCAFile: pki.CAFile, IdentityFromCN: true, MinVersion: "1.3"}}
 	if err := CheckListener(good); err != nil {
 		t.Errorf("a good wss listener: %v", err)
+	}
+}
+
+// A renewed server certificate (the files replaced) is served to new
+// connections without a restart.
+func TestServerCertificateIsReloadedWhenItsFilesChange(t *testing.T) {
+	certCheckEvery = 0
+	t.Cleanup(func() { certCheckEvery = time.Second })
+	pki := mqtttest.NewPKI(t, "renew")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	install := func(cert, key string) {
+		for src, dst := range map[string]string{cert: certFile, key: keyFile} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Write aside and rename, as certificate tools do.
+			if err := os.WriteFile(dst+".new", b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(dst+".new", dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(pki.ServerCert, pki.ServerKey)
+	b, _ := startBroker(t, Options{Listeners: []ListenerConfig{{
+		Name: "tls", Type: TypeTLS, Address: "127.0.0.1:0", TLS: &TLSConfig{CertFile: certFile, KeyFile: keyFile},
+	}}})
+	serial := func() string {
+		c, err := tls.Dial("tcp", addr(b, "tls"), pki.ClientTLS(t, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	first := serial()
+	renewed := mqtttest.NewPKI(t, "renewed") // another server certificate; trust both CAs
+	install(renewed.ServerCert, renewed.ServerKey)
+	cfg := pki.ClientTLS(t, "")
+	cfg.RootCAs = renewed.Pool
+	c, err := tls.Dial("tcp", addr(b, "tls"), cfg)
+	if err != nil {
+		t.Fatalf("after the renewal the new certificate is served: %v", err)
+	}
+	defer c.Close()
+	if got := c.ConnectionState().PeerCertificates[0].SerialNumber.String(); got == first {
+		t.Fatal("still the old certificate")
 	}
 }
