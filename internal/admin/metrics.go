@@ -71,6 +71,12 @@ var (
 	dUpRequests       = desc("uplink_requests_total", "PutRecords requests sent.", "stream")
 	dUpFailedRequests = desc("uplink_requests_failed_total", "PutRecords requests that failed as a whole (network, throttling, 5xx, auth).", "stream")
 	dDownLag          = desc("downlink_lag_records", "Records in a DIS partition not yet published to MQTT by the downlink.", "stream", "partition")
+	dDownUp           = desc("downlink_running", "1 while the downlink consumes its streams, 0 while it starts or after it stopped.")
+	dDownDelivered    = desc("downlink_records_delivered_total", "DIS records the downlink published to MQTT.")
+	dDownDead         = desc("downlink_records_dead_lettered_total", "DIS records the downlink gave up on.")
+	dDownDropped      = desc("downlink_deliveries_dropped_total", "Downlink deliveries a subscriber's queue dropped (retried).")
+	dDownErrors       = desc("downlink_errors_total", "Failed DIS calls of the downlink, by kind (read, commit).", "kind")
+	dDownJumps        = desc("downlink_trim_horizon_jumps_total", "Downlink positions that had fallen below DIS retention: records in between expired undelivered.")
 	dReloads          = desc("config_reloads_total", "Configuration reloads (SIGHUP or POST /api/v1/reload), by result.", "result")
 	dUptime           = desc("uptime_seconds", "Seconds since the gateway started.")
 )
@@ -87,7 +93,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuildInfo, dReady, dClients, dPubIn, dPubOut, dLogins, dLoginFailures, dACLDenied, dAccepted, dRejected,
 		dUnrouted, dDeadLetters, dBufRecords, dBufBytes, dBufOldest, dBufMax, dBufDisk, dBufAppended, dBufAcked,
 		dBufRejected, dBufDropped, dBufDiskFull, dBufWriteErrors, dBufSyncs, dUpState, dUpSent, dUpRetried,
-		dUpDead, dUpRequests, dUpFailedRequests, dDownLag, dReloads, dUptime} {
+		dUpDead, dUpRequests, dUpFailedRequests, dDownLag, dDownUp, dDownDelivered, dDownDead, dDownDropped, dDownErrors, dDownJumps, dReloads, dUptime} {
 		ch <- d
 	}
 }
@@ -169,6 +175,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	if d := st.Downlink; d != nil {
+		gauge(dDownUp, b2f(d.State == "running"))
+		counter(dDownDelivered, d.Delivered)
+		counter(dDownDead, d.DeadLettered)
+		counter(dDownDropped, d.Dropped)
+		counter(dDownErrors, d.ReadErrors, "read")
+		counter(dDownErrors, d.CommitErrors, "commit")
+		counter(dDownJumps, d.TrimHorizonJumps)
 		for _, p := range d.Partitions {
 			gauge(dDownLag, float64(p.Lag), p.Stream, p.Partition)
 		}

@@ -27,7 +27,8 @@ func fakeStatus() Status {
 			Streams: map[string]BufferStream{"telemetry": {Records: 9, Bytes: 900, OldestAgeSeconds: 1.5, Appended: 15, Acked: 6, DroppedOldest: 1, Expired: 2}}},
 		Uplink: UplinkStatus{Endpoint: "http://127.0.0.1:9180", Streams: map[string]UplinkStream{
 			"telemetry": {State: StateDegraded, Sent: 6, Retried: 2, DeadLettered: 1, Requests: 4, FailedRequests: 1}}},
-		Downlink:    &DownlinkStatus{State: "running", Partitions: []DownlinkPartition{{Stream: "cmd", Partition: "shardId-0000000000", Lag: 42}}},
+		Downlink: &DownlinkStatus{State: "running", Delivered: 9, ReadErrors: 2,
+			Partitions: []DownlinkPartition{{Stream: "cmd", Partition: "shardId-0000000000", Lag: 42}}},
 		DeadLetters: DeadLetterStatus{Total: 3, BySource: map[string]uint64{"router": 2, "dis": 1}},
 		Reload:      ReloadStatus{Succeeded: 2, Failed: 1},
 	}
@@ -199,6 +200,9 @@ func TestMetricsExposeStatus(t *testing.T) {
 		`edgegw_uplink_requests_total{stream="telemetry"} 4`,
 		`edgegw_uplink_requests_failed_total{stream="telemetry"} 1`,
 		`edgegw_downlink_lag_records{partition="shardId-0000000000",stream="cmd"} 42`,
+		`edgegw_downlink_running 1`,
+		`edgegw_downlink_records_delivered_total 9`,
+		`edgegw_downlink_errors_total{kind="read"} 2`,
 		`edgegw_config_reloads_total{result="success"} 2`,
 		`edgegw_config_reloads_total{result="failure"} 1`,
 		`edgegw_dis_put_records_duration_seconds_count{outcome="ok",stream="telemetry"} 1`,

@@ -132,15 +132,28 @@ type UplinkStream struct {
 
 // DownlinkStatus describes the cloud-to-device path when one is configured.
 type DownlinkStatus struct {
-	State      string              `json:"state"`
-	Partitions []DownlinkPartition `json:"partitions"`
+	App          string `json:"app"`
+	State        string `json:"state"` // starting | running | stopped
+	Delivered    uint64 `json:"delivered"`
+	Filtered     uint64 `json:"filtered"` // matched no downlink route
+	Dropped      uint64 `json:"dropped"`  // deliveries mochi dropped (then retried)
+	DeadLettered uint64 `json:"dead_lettered"`
+	ReadErrors   uint64 `json:"read_errors"`
+	CommitErrors uint64 `json:"commit_errors"`
+	// TrimHorizonJumps counts positions that fell below DIS retention:
+	// records in between expired undelivered.
+	TrimHorizonJumps uint64              `json:"trim_horizon_jumps"`
+	Partitions       []DownlinkPartition `json:"partitions"`
 }
 
 // DownlinkPartition is one consumed DIS partition.
 type DownlinkPartition struct {
 	Stream    string `json:"stream"`
 	Partition string `json:"partition"`
-	Lag       int64  `json:"lag"` // records in DIS not yet published to MQTT
+	State     string `json:"state"`
+	Lag       uint64 `json:"lag"` // records in DIS not yet read
+	Delivered uint64 `json:"delivered"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // DeadLetterStatus counts dead letters and keeps the most recent ones.

@@ -13,6 +13,7 @@ import (
 	"github.com/edgegw/edgegw/internal/broker"
 	"github.com/edgegw/edgegw/internal/config"
 	"github.com/edgegw/edgegw/internal/dis"
+	"github.com/edgegw/edgegw/internal/downlink"
 	"github.com/edgegw/edgegw/internal/uplink"
 )
 
@@ -26,8 +27,11 @@ type ops struct {
 
 	srv     *admin.Server // nil when admin.listen is empty
 	traffic *broker.Traffic
-	errs    *admin.RecentErrors
-	dead    *admin.DeadLetters
+	// downlink returns the downlink's snapshot; nil when none runs. Set by
+	// the downlink's wiring before the admin server starts.
+	downlink func() downlink.Stats
+	errs     *admin.RecentErrors
+	dead     *admin.DeadLetters
 
 	listening atomic.Bool // the broker accepts connections
 	stopping  atomic.Bool // Run's context is done
@@ -199,6 +203,9 @@ func (g *Gateway) status() admin.Status {
 		DeadLetters: o.dead.Status(),
 		Errors:      o.errs.List(),
 	}
+	if o.downlink != nil {
+		st.Downlink = downlinkStatus(o.downlink())
+	}
 
 	// Downstream first: within one snapshot a count never exceeds the count
 	// of the stage before it (sent <= appended <= accepted <= received).
@@ -271,4 +278,18 @@ func (g *Gateway) logReload(res admin.ReloadResult) {
 		return
 	}
 	g.log.Info("configuration reloaded", attrs...)
+}
+
+// downlinkStatus converts the downlink's snapshot for the admin API.
+func downlinkStatus(s downlink.Stats) *admin.DownlinkStatus {
+	d := &admin.DownlinkStatus{
+		App: s.App, State: s.State.String(), Delivered: s.Delivered, Filtered: s.Filtered, Dropped: s.Dropped,
+		DeadLettered: s.DeadLettered, ReadErrors: s.ReadErrors, CommitErrors: s.CommitErrors,
+		TrimHorizonJumps: s.TrimHorizonJumps, Partitions: make([]admin.DownlinkPartition, len(s.Partitions)),
+	}
+	for i, p := range s.Partitions {
+		d.Partitions[i] = admin.DownlinkPartition{Stream: p.Stream, Partition: p.PartitionID, State: p.State,
+			Lag: p.Lag, Delivered: p.Delivered, LastError: p.LastError}
+	}
+	return d
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgegw/edgegw/internal/admin"
+	"github.com/edgegw/edgegw/internal/downlink"
 	"github.com/edgegw/edgegw/internal/mqtttest"
 	"github.com/edgegw/edgegw/internal/router"
 )
@@ -184,5 +186,18 @@ func TestMetricsAfterKnownLoad(t *testing.T) {
 	}
 	if code, body := adminGet(t, gw, "/readyz", ""); code != 200 {
 		t.Errorf("/readyz = %d %s", code, body)
+	}
+}
+
+// The downlink's snapshot reaches the admin API field by field.
+func TestDownlinkStatusConversion(t *testing.T) {
+	got := downlinkStatus(downlink.Stats{App: "gw-downlink", State: downlink.StateRunning, Delivered: 5, Filtered: 1,
+		Dropped: 2, DeadLettered: 3, ReadErrors: 4, CommitErrors: 6, TrimHorizonJumps: 7,
+		Partitions: []downlink.PartitionStats{{Stream: "cmd", PartitionID: "shardId-0000000001", State: "idle", Lag: 8, Delivered: 5, LastError: "x"}}})
+	want := &admin.DownlinkStatus{App: "gw-downlink", State: "running", Delivered: 5, Filtered: 1, Dropped: 2,
+		DeadLettered: 3, ReadErrors: 4, CommitErrors: 6, TrimHorizonJumps: 7,
+		Partitions: []admin.DownlinkPartition{{Stream: "cmd", Partition: "shardId-0000000001", State: "idle", Lag: 8, Delivered: 5, LastError: "x"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }

@@ -146,7 +146,15 @@ function render(st) {
   const dl = st.downlink;
   $("downlink-none").hidden = !!dl;
   $("downlink").hidden = !dl;
-  if (dl) fillTable("downlink", dl.partitions || [], (tr, p) => { cell(tr, p.stream); cell(tr, p.partition); cell(tr, num(p.lag)); });
+  $("downlink-summary").hidden = !dl;
+  if (dl) {
+    setText("downlink-summary", dl.state + " · app " + dl.app + " · delivered " + num(dl.delivered) +
+      " · dead-lettered " + num(dl.dead_lettered) + " · read errors " + num(dl.read_errors));
+    fillTable("downlink", dl.partitions || [], (tr, p) => {
+      cell(tr, p.stream); cell(tr, p.partition); cell(tr, p.state); cell(tr, num(p.lag)); cell(tr, num(p.delivered));
+      cell(tr, p.last_error || "", "err");
+    });
+  }
 
   const errs = (st.recent_errors || []).slice().reverse();
   $("errors-none").hidden = errs.length > 0;
