@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/edgegw/edgegw/internal/broker"
@@ -406,4 +408,39 @@ func TestAuthAndACLFromConfig(t *testing.T) {
 	if s.ACLDeniedPublish != 1 || s.AuthFailures[broker.FailBadPassword] != 1 || s.AuthFailures[broker.FailAnonymous] != 1 {
 		t.Fatalf("broker stats %+v", s)
 	}
+}
+
+// A stream whose schema comes from DIS and cannot be fetched (here it does
+// not exist) under no_schema: reject: the publish is refused as "retry
+// later" (0x80, or a disconnect for 3.1.1), not as an invalid payload, and
+// is not dead-lettered.
+func TestNoSchemaRejectAsksToRetry(t *testing.T) {
+	ghost := stream("ghost")
+	ghost.Create, ghost.DataType = false, ""
+	cfg := ingestConfig(t, []config.Stream{stream("telemetry"), ghost}, router.Config{Routes: []router.Route{{Topic: "g/#", Stream: "ghost"}}})
+	cfg.Schema.NoSchema = schema.NoSchemaReject
+	gw := startGateway(t, cfg)
+	c := mqtttest.ConnectV5(t, gw.mqttAddr(), mqtttest.V5Options{ClientID: "dev"})
+	code, reason, err := c.PublishQoS1("g/1", []byte("x"))
+	if err != nil || code != 0x80 || reason != "the schema of stream ghost is not known yet; retry later" {
+		t.Fatalf("PUBACK 0x%02x %q %v", code, reason, err)
+	}
+	c3, lost := dial311(t, gw.mqttAddr(), "dev3")
+	if err := mqtttest.FirstError(mqtttest.PublishAll(c3, []string{"g/1"}, [][]byte{[]byte("x")}, 1, 1, 15*time.Second)); err == nil {
+		t.Fatal("a 3.1.1 publish without a known schema was acked")
+	}
+	waitFor(t, "the 3.1.1 disconnect", 15*time.Second, func() bool { return isClosed(lost) })
+	st := gw.gw.IngestStats()
+	if st.Streams["ghost"].Refused[RefusedNoSchema] != 2 || st.DeadLetters != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func dial311(t *testing.T, addr, id string) (paho3.Client, chan struct{}) {
+	lost := make(chan struct{})
+	var once sync.Once
+	c := mqtttest.Connect(t, addr, id, func(o *paho3.ClientOptions) {
+		o.SetConnectionLostHandler(func(paho3.Client, error) { once.Do(func() { close(lost) }) })
+	})
+	return c, lost
 }
