@@ -55,7 +55,9 @@ func TestOutage100kMessagesDrainInOrder(t *testing.T) {
 	cfg.DIS.Builtin.Server.Faults = disserver.Faults{OutageDuration: 24 * time.Hour}
 	gw := startGateway(t, cfg)
 
-	publishDevices(t, gw.mqttAddr(), devices, perDevice)
+	// 100,000 durable publishes take a minute or two on 2 busy cores: a
+	// deadline generous enough not to turn a slow box into a failure.
+	publishDevicesWithin(t, gw.mqttAddr(), devices, perDevice, 10*time.Minute)
 	if n := gw.gw.buf.Stats().Records; n != devices*perDevice {
 		t.Fatalf("buffer holds %d records during the outage, want %d", n, devices*perDevice)
 	}
@@ -78,6 +80,42 @@ func TestOutage100kMessagesDrainInOrder(t *testing.T) {
 	waitUplinkState(t, gw, uplink.Online)
 	if st := gw.gw.UplinkStats()["telemetry"]; st.Sent != devices*perDevice || st.OrderInversions != 0 {
 		t.Fatalf("uplink after the drain: %+v", st)
+	}
+}
+
+// publishDevicesWithin is publishDevices with a deadline for all the acks.
+func publishDevicesWithin(t *testing.T, addr string, devices, perDevice int, timeout time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, devices)
+	for d := 0; d < devices; d++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := "d" + fmt.Sprint(d)
+			c, err := mqtttest.Dial(addr, "pub-"+id)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Disconnect(250)
+			payloads := make([][]byte, perDevice)
+			for i := range payloads {
+				payloads[i] = payload(id, i)
+			}
+			rs := mqtttest.PublishAll(c, []string{"devices/" + id + "/telemetry"}, payloads, 1, 64, timeout)
+			if err := mqtttest.FirstError(rs); err != nil {
+				errs <- fmt.Errorf("%s: %d/%d acked: %w", id, mqtttest.Acked(rs), perDevice, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 
