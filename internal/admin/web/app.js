@@ -112,7 +112,9 @@ function render(st) {
   const ready = $("ready");
   ready.textContent = st.ready.ready ? "ready" : "not ready";
   ready.className = "badge " + (st.ready.ready ? "ok" : "bad");
-  ready.title = (st.ready.reasons || []).join("\n");
+  const reasons = st.ready.reasons || [];
+  $("ready-reasons").hidden = reasons.length === 0;
+  setText("ready-reasons", reasons.join(" · "));
 
   const rejected = Object.values(st.ingest.rejected || {}).reduce((a, b) => a + b, 0);
   setText("clients", num(st.mqtt.clients_connected));
