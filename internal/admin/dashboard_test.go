@@ -119,7 +119,9 @@ func TestDashboardRendersEveryPart(t *testing.T) {
 	waitText(t, ctx, "#ready-reasons", func(s string) bool { return strings.Contains(s, "DIS is unreachable for stream(s) [telemetry]") })
 	waitText(t, ctx, "#clients", func(s string) bool { return s == "3" })
 	waitText(t, ctx, "#received", func(s string) bool { return s == "15" })
-	waitText(t, ctx, "#uplink", func(s string) bool { return strings.Contains(s, "offline") && strings.Contains(s, "connection refused") })
+	waitText(t, ctx, "#uplink", func(s string) bool {
+		return strings.Contains(s, "offline") && strings.Contains(s, "connection refused")
+	})
 	waitText(t, ctx, "#downlink", func(s string) bool { return strings.Contains(s, "shardId-0000000000") && strings.Contains(s, "42") })
 	waitText(t, ctx, "#downlink-summary", func(s string) bool { return strings.Contains(s, "running") })
 	waitText(t, ctx, "#errors", func(s string) bool { return strings.Contains(s, "uplink: request failed") })
