@@ -15,7 +15,9 @@ import (
 
 // Reload re-reads the config file and applies what can change without a
 // restart: routes and the unmatched stream (swapped atomically; publishes
-// being routed finish with the old table, no connection is touched). A new
+// being routed finish with the old table), and the MQTT users, ACLs, login
+// limit and anonymous policy (connected clients stay connected; every later
+// login, publish, subscription and delivery is checked with the new rules). A new
 // config that is invalid, or whose routes need a stream the running uplink
 // does not drain, is refused with every reason and the running one stays.
 // Changed keys that need a restart are reported, not applied.
@@ -76,7 +78,14 @@ func (g *Gateway) reloadLocked() admin.ReloadResult {
 		return res
 	}
 
-	// Apply. router.Reload cannot fail on a config router.New accepted.
+	// Apply: users and ACLs first, since that can still refuse (and then
+	// changes nothing); router.Reload cannot fail on a config router.New accepted.
+	if !reflect.DeepEqual(cur.MQTT.AuthConfig(), next.MQTT.AuthConfig()) {
+		if err := g.ReloadAuth(next); err != nil {
+			return admin.ReloadResult{Errors: errorLines(err)}
+		}
+		res.Applied = append(res.Applied, "mqtt users and acl")
+	}
 	if !reflect.DeepEqual(cur.Routing, next.Routing) {
 		if err := g.router.Reload(next.Routing); err != nil {
 			return admin.ReloadResult{Errors: errorLines(err)}
@@ -91,6 +100,9 @@ func (g *Gateway) reloadLocked() admin.ReloadResult {
 // restartNeeded lists the top-level sections that differ from the config the
 // gateway started with and that a reload does not apply.
 func restartNeeded(started, next config.Config) []string {
+	// The mqtt keys reload applies do not count.
+	started.MQTT.MQTTAuth, next.MQTT.MQTTAuth = config.MQTTAuth{}, config.MQTTAuth{}
+	started.MQTT.Anonymous, next.MQTT.Anonymous = "", ""
 	var keys []string
 	a, b := reflect.ValueOf(started), reflect.ValueOf(next)
 	t := a.Type()
