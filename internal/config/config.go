@@ -44,6 +44,8 @@ type Config struct {
 	DeadLetter DeadLetter `yaml:"dead_letter"`
 	// Routing is the top-level routes and unmatched keys.
 	Routing router.Config `yaml:",inline"`
+	// Downlink is the cloud-to-device path (downlink.go).
+	Downlink Downlink `yaml:"downlink"`
 }
 
 // Gateway identifies this gateway.
@@ -214,6 +216,8 @@ func Default() Config {
 		Admin:      defaultAdmin(),
 		Schema:     defaultSchema(),
 		DeadLetter: defaultDeadLetter(),
+		// The cloud-to-device path, off until it has routes (downlink.go).
+		Downlink: defaultDownlink(),
 	}
 }
 
@@ -385,6 +389,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateAdmin(bad)
 	errs = append(errs, c.validateIngest(bad)...)
+	c.validateDownlink(bad)
 	c.validateStoreForward(bad)
 	if err := c.Routing.Validate(); err != nil {
 		errs = append(errs, err)

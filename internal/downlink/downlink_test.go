@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgegw/edgegw/internal/dis"
+	"github.com/edgegw/edgegw/internal/distest"
 )
 
 // seqOf maps each payload written by disEnv.put to (partition, sequence).
@@ -386,13 +387,13 @@ func TestScalingWhileConsuming(t *testing.T) {
 func TestDISOutageAndBack(t *testing.T) {
 	e := startDIS(t, nil)
 	e.createStream("s", 2)
-	px := startProxy(t, e.addr)
+	px := distest.StartProxy(t, e.addr)
 	rec := &recorder{}
-	r := run(t, newClient(t, px.url()), testOptions(t, rec, Route{Stream: "s", Topic: "t"}))
+	r := run(t, newClient(t, px.URL()), testOptions(t, rec, Route{Stream: "s", Topic: "t"}))
 	e.put("s", "a", 0, keys(20, 4)...)
 	waitFor(t, "records before the outage", func() bool { return len(rec.all()) == 20 })
 	before := r.d.Stats().ReadErrors
-	px.setDown(true)
+	px.SetDown(true)
 	e.put("s", "b", 0, keys(20, 4)...)
 	waitFor(t, "the readers to notice", func() bool {
 		st := r.d.Stats()
@@ -401,7 +402,7 @@ func TestDISOutageAndBack(t *testing.T) {
 	if len(rec.all()) != 20 {
 		t.Fatalf("records delivered while DIS was unreachable")
 	}
-	px.setDown(false)
+	px.SetDown(false)
 	waitFor(t, "records after the outage", func() bool { return len(rec.all()) == 40 })
 	if st := r.d.Stats(); st.Partitions[0].LastError != "" {
 		t.Fatalf("stats %+v: error not cleared", st)

@@ -46,6 +46,7 @@ type Gateway struct {
 	uplink  *uplink.Uplink
 	dead    *deadLetters
 	ops     *ops // admin server, metrics, reload (ops.go)
+	dl      downlinkParts
 
 	ready chan struct{}
 }
@@ -164,6 +165,10 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			g.log.Error("close MQTT broker", "err", err)
 		}
 	})
+
+	if err := g.startDownlink(ctx, &stops); err != nil { // stops before the broker closes
+		return err
+	}
 
 	stopAdmin, err := g.startAdmin()
 	if err != nil {
