@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/edgegw/edgegw/internal/admin"
 	"github.com/edgegw/edgegw/internal/mqtttest"
 )
@@ -20,7 +23,17 @@ const (
 	testAK         = "AKTESTNOTLOGGED0001"
 	testSK         = "sk-test-never-in-a-log-9f8e7d6c5b4a"
 	testAdminToken = "admin-token-never-in-a-log-1a2b3c"
+	testMQTTPass   = "mqtt-password-never-in-a-log-77"
 )
+
+// testMQTTHash is the bcrypt hash of testMQTTPass (cost 4: fast in tests).
+var testMQTTHash = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(testMQTTPass), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
 
 // opsConfig is a gateway config with every port free, data in dir, debug
 // logs (the most that could leak), AK/SK auth to the built-in DIS server and
@@ -30,6 +43,7 @@ func opsConfig(mqttPort, disPort, adminPort int, dir, extraRoutes string) string
 log: {level: debug, format: text}
 mqtt:
   listeners: [{name: tcp, type: tcp, address: "127.0.0.1:%d"}]
+  users: [{name: dev1, password_hash: %q}]
 buffer: {dir: %q}
 dis:
   project_id: local
@@ -48,7 +62,7 @@ streams:
   - {name: telemetry, partition_count: 2}
 routes:
   - {topic: devices/+/telemetry, stream: telemetry, partition_key: "{topic.2}"}
-%s`, mqttPort, filepath.Join(dir, "buffer"), testAK, testSK, disPort, filepath.Join(dir, "dis"),
+%s`, mqttPort, testMQTTHash, filepath.Join(dir, "buffer"), testAK, testSK, disPort, filepath.Join(dir, "dis"),
 		testAK, testSK, adminPort, testAdminToken, extraRoutes)
 }
 
@@ -144,8 +158,16 @@ func TestOperateRunningGateway(t *testing.T) {
 		t.Fatalf("buffer stats while running: exit %d\n%s", code, out)
 	}
 
+	// A device logs in with its password; a wrong one is refused.
+	if _, err := mqtttest.Dial(mqttAddr, "dev-wrong", func(o *paho.ClientOptions) {
+		o.SetUsername("dev1").SetPassword(testMQTTPass + "-wrong")
+	}); err == nil {
+		t.Fatal("a wrong MQTT password was accepted")
+	}
 	// SIGHUP applies a new route to a connected device without dropping it.
-	dev := mqtttest.Connect(t, mqttAddr, "dev-1")
+	dev := mqtttest.Connect(t, mqttAddr, "dev-1", func(o *paho.ClientOptions) {
+		o.SetUsername("dev1").SetPassword(testMQTTPass)
+	})
 	publish := func(topic string) {
 		t.Helper()
 		rs := mqtttest.PublishAll(dev, []string{topic}, [][]byte{[]byte(`{"v":1}`)}, 1, 1, 30*time.Second)
@@ -206,7 +228,8 @@ func TestOperateRunningGateway(t *testing.T) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	for name, secret := range map[string]string{"DIS access key": testAK, "DIS secret key": testSK, "admin token": testAdminToken} {
+	for name, secret := range map[string]string{"DIS access key": testAK, "DIS secret key": testSK, "admin token": testAdminToken,
+		"MQTT password": testMQTTPass, "MQTT password hash": testMQTTHash} {
 		if strings.Contains(log, secret) {
 			t.Errorf("the %s appears in the gateway's log", name)
 		}

@@ -168,7 +168,7 @@ func printStatus(w io.Writer, st *admin.Status) error {
 		humanBytes(st.Buffer.Bytes), humanBytes(st.Buffer.MaxBytes), humanBytes(st.Buffer.DiskUsageBytes))
 	fmt.Fprintf(tw, "dis\t%s\n", st.Uplink.Endpoint)
 	if d := st.Downlink; d != nil {
-		var lag int64
+		var lag uint64
 		for _, p := range d.Partitions {
 			lag += p.Lag
 		}
