@@ -49,7 +49,10 @@ var (
 	dLoginFailures    = desc("mqtt_login_failures_total", "MQTT logins refused, by reason (bad_password, anonymous, no_certificate, rate_limited).", "reason")
 	dACLDenied        = desc("mqtt_acl_denied_total", "Operations the ACLs refused: publish, subscribe, or delivery to a subscriber.", "action")
 	dAccepted         = desc("ingest_records_accepted_total", "Publishes appended to the buffer for DIS.")
-	dRejected         = desc("ingest_publishes_rejected_total", "Publishes refused by the gateway, by reason (the MQTT 5 reason code's name).", "reason")
+	dRejected         = desc("ingest_publishes_rejected_total", "Publishes refused by the gateway, by reason (invalid_payload, unroutable, no_schema, buffer_full, disk_full, too_large, store_failed, acl_denied).", "reason")
+	dSchemaKnown      = desc("schema_known", "1 when a stream's schema is known and validates payloads, by where it comes from (config, dis).", "stream", "source")
+	dSchemaChecked    = desc("schema_validations_total", "Payloads checked against a stream's schema, by result (passed, unvalidated: accepted before the schema was known).", "stream", "result")
+	dSchemaRejected   = desc("schema_rejected_total", "Payloads that failed a stream's schema, by validation code.", "stream", "code")
 	dUnrouted         = desc("router_unmatched_total", "Publishes that matched no route and went to MQTT subscribers only.")
 	dDeadLetters      = desc("dead_letters_total", "Records sent to the dead-letter topic, by source (router, schema, dis).", "source")
 	dBufRecords       = desc("buffer_records", "Records in the buffer waiting for DIS.", "stream")
@@ -90,7 +93,7 @@ type statusCollector struct {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dBuildInfo, dReady, dClients, dPubIn, dPubOut, dLogins, dLoginFailures, dACLDenied, dAccepted, dRejected,
+	for _, d := range []*prometheus.Desc{dBuildInfo, dReady, dClients, dPubIn, dPubOut, dLogins, dLoginFailures, dACLDenied, dAccepted, dRejected, dSchemaKnown, dSchemaChecked, dSchemaRejected,
 		dUnrouted, dDeadLetters, dBufRecords, dBufBytes, dBufOldest, dBufMax, dBufDisk, dBufAppended, dBufAcked,
 		dBufRejected, dBufDropped, dBufDiskFull, dBufWriteErrors, dBufSyncs, dUpState, dUpSent, dUpRetried,
 		dUpDead, dUpRequests, dUpFailedRequests, dDownLag, dDownUp, dDownDelivered, dDownDead, dDownDropped, dDownErrors, dDownJumps, dReloads, dUptime} {
@@ -140,6 +143,14 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRejected, st.Ingest.Rejected[reason], reason)
 	}
 	counter(dUnrouted, st.Ingest.Unrouted)
+	for _, sc := range st.Schemas {
+		gauge(dSchemaKnown, b2f(sc.Known), sc.Stream, sc.Source)
+		counter(dSchemaChecked, sc.Passed, sc.Stream, "passed")
+		counter(dSchemaChecked, sc.Unvalidated, sc.Stream, "unvalidated")
+		for _, code := range sortedKeys(sc.Rejected) {
+			counter(dSchemaRejected, sc.Rejected[code], sc.Stream, code)
+		}
+	}
 	for _, src := range withKeys(DeadLetterSources, st.DeadLetters.BySource) {
 		counter(dDeadLetters, st.DeadLetters.BySource[src], src)
 	}
@@ -193,8 +204,12 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 
 // RejectReasons are the values of the reason label of
 // edgegw_ingest_publishes_rejected_total, always all exported (0 until seen)
-// so rate() works from the first refusal.
-var RejectReasons = []string{"payload_format_invalid", "quota_exceeded", "not_authorized", "unspecified_error"}
+// so rate() works from the first refusal: the ingest path's reasons
+// (gateway.Refused*) and RejectACLDenied.
+var RejectReasons = []string{"invalid_payload", "unroutable", "no_schema", "buffer_full", "disk_full", "too_large", "store_failed", RejectACLDenied}
+
+// RejectACLDenied counts publishes the ACLs refused before the ingest path.
+const RejectACLDenied = "acl_denied"
 
 // DeadLetterSources are the values of the source label of edgegw_dead_letters_total.
 var DeadLetterSources = []string{"router", "schema", "dis"}

@@ -14,6 +14,7 @@ type Status struct {
 	Buffer      BufferStatus     `json:"buffer"`
 	Uplink      UplinkStatus     `json:"uplink"`
 	Downlink    *DownlinkStatus  `json:"downlink"` // nil: no downlink configured
+	Schemas     []SchemaStream   `json:"schemas"`
 	DeadLetters DeadLetterStatus `json:"dead_letters"`
 	Errors      []LogEntry       `json:"recent_errors"` // newest last
 	Reload      ReloadStatus     `json:"reload"`
@@ -74,11 +75,23 @@ type Listener struct {
 // IngestStatus describes the path from the publish hook into the buffer.
 type IngestStatus struct {
 	Accepted uint64 `json:"accepted"` // records appended to the buffer
-	// Rejected counts refused publishes by reason (the MQTT 5 reason code's
-	// name: payload_format_invalid, quota_exceeded, unspecified_error, ...).
+	// Rejected counts refused publishes by reason (RejectReasons).
 	Rejected map[string]uint64 `json:"rejected"`
 	// Unrouted counts publishes no route matched and that went to MQTT only.
 	Unrouted uint64 `json:"unrouted"`
+}
+
+// SchemaStream is one stream's payload validation.
+type SchemaStream struct {
+	Stream      string            `json:"stream"`
+	Source      string            `json:"source"` // config | dis
+	Known       bool              `json:"known"`  // a schema is in use
+	DataType    string            `json:"data_type,omitempty"`
+	Updated     time.Time         `json:"updated,omitzero"` // last fetch from DIS
+	Error       string            `json:"error,omitempty"`  // last fetch or compile error
+	Passed      uint64            `json:"passed"`
+	Unvalidated uint64            `json:"unvalidated"` // accepted before the schema was known
+	Rejected    map[string]uint64 `json:"rejected"`    // by validation code (type, range, missing_field, ...)
 }
 
 // BufferStatus describes the durable buffer.

@@ -312,7 +312,7 @@ func (g *Gateway) brokerOptions() broker.Options {
 		MaxSessionExpiry:       m.MaxSessionExpiry.D(),
 		ReceiveMaximum:         uint16(m.ReceiveMaximum),
 		MaxClientWritesPending: int32(m.MaxClientWritesPending),
-		Ingester:               countingIngester{next: g.ingest, ops: g.ops},
+		Ingester:               g.ingest,
 		Logger:                 g.log,
 	}
 }

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -36,9 +34,6 @@ type ops struct {
 	listening atomic.Bool // the broker accepts connections
 	stopping  atomic.Bool // Run's context is done
 
-	rejMu    sync.Mutex
-	rejected map[string]uint64 // refused publishes by reason
-
 	reloadMu sync.Mutex // serializes reloads; guards reload and running
 	reload   admin.ReloadStatus
 	running  config.Config // the config the last successful reload applied
@@ -46,10 +41,9 @@ type ops struct {
 
 func newOps() *ops {
 	return &ops{
-		version:  "dev",
-		errs:     admin.NewRecentErrors(),
-		dead:     admin.NewDeadLetters(),
-		rejected: map[string]uint64{},
+		version: "dev",
+		errs:    admin.NewRecentErrors(),
+		dead:    admin.NewDeadLetters(),
 	}
 }
 
@@ -140,48 +134,6 @@ func (g *Gateway) sink() uplink.Sink {
 	return timedSink{next: g.client, srv: g.ops.srv}
 }
 
-// countingIngester counts refused publishes by reason on the way back from
-// the ingest path.
-type countingIngester struct {
-	next broker.Ingester
-	ops  *ops
-}
-
-func (c countingIngester) Ingest(ctx context.Context, p *broker.Publish) error {
-	err := c.next.Ingest(ctx, p)
-	if err != nil {
-		c.ops.countReject(err)
-	}
-	return err
-}
-
-func (o *ops) countReject(err error) {
-	reason := "unspecified_error"
-	if rej := new(broker.Reject); errors.As(err, &rej) {
-		reason = rejectReason(rej.Code)
-	}
-	o.rejMu.Lock()
-	o.rejected[reason]++
-	o.rejMu.Unlock()
-}
-
-// rejectReason names an MQTT 5 reason code as the metrics label does.
-func rejectReason(code byte) string {
-	switch code {
-	case broker.CodePayloadFormatInvalid:
-		return "payload_format_invalid"
-	case broker.CodeQuotaExceeded:
-		return "quota_exceeded"
-	case broker.CodeNotAuthorized:
-		return "not_authorized"
-	case broker.CodeUnspecifiedError:
-		return "unspecified_error"
-	case broker.CodeImplementationError:
-		return "implementation_specific_error"
-	}
-	return fmt.Sprintf("code_0x%02x", code)
-}
-
 // recordDeadLetters wraps the dead-letter publisher so the admin API keeps
 // the recent ones.
 func (g *Gateway) recordDeadLetters(publish func(topic string, payload []byte) error) func(string, []byte) error {
@@ -230,14 +182,16 @@ func (g *Gateway) status() admin.Status {
 		}
 	}
 
-	st.Ingest.Accepted = g.ingest.accepted.Load()
+	in := g.ingest.stats()
+	st.Ingest.Accepted = in.Accepted
 	st.Ingest.Unrouted = g.router.Dropped()
-	o.rejMu.Lock()
-	st.Ingest.Rejected = make(map[string]uint64, len(o.rejected))
-	for k, v := range o.rejected {
-		st.Ingest.Rejected[k] = v
+	st.Ingest.Rejected = make(map[string]uint64, len(admin.RejectReasons))
+	for _, r := range admin.RejectReasons {
+		st.Ingest.Rejected[r] = in.Refused[r]
 	}
-	o.rejMu.Unlock()
+	for r, n := range in.Refused {
+		st.Ingest.Rejected[r] = n
+	}
 
 	st.MQTT.Listening = o.listening.Load()
 	for _, l := range g.cfg.MQTT.Listeners {
@@ -249,14 +203,24 @@ func (g *Gateway) status() admin.Status {
 	st.MQTT.ClientsConnected = bs.ClientsConnected
 	st.MQTT.Logins, st.MQTT.AuthFailures = bs.Logins, bs.AuthFailures
 	st.MQTT.ACLDenied = admin.ACLDenied{Publish: bs.ACLDeniedPublish, Subscribe: bs.ACLDeniedSubscribe, Delivery: bs.ACLDeniedDelivery}
-	if bs.ACLDeniedPublish > 0 {
-		// Refused by the ACLs before the ingest path sees them: MQTT 5 0x87.
-		st.Ingest.Rejected[rejectReason(broker.CodeNotAuthorized)] += bs.ACLDeniedPublish
-	}
+	// Refused by the ACLs before the ingest path sees them (MQTT 5 0x87).
+	st.Ingest.Rejected[admin.RejectACLDenied] = bs.ACLDeniedPublish
 	if o.traffic != nil {
 		t := o.traffic.Stats()
 		st.MQTT.PublishesReceived = admin.QoSCounts{QoS0: t.Received[0], QoS1: t.Received[1], QoS2: t.Received[2]}
 		st.MQTT.PublishesSent = admin.QoSCounts{QoS0: t.Sent[0], QoS1: t.Sent[1], QoS2: t.Sent[2]}
+	}
+
+	for _, sc := range g.SchemaStatus() {
+		ss := admin.SchemaStream{Stream: sc.Stream, Source: sc.Source, Known: sc.Known, DataType: sc.DataType,
+			Updated: sc.Updated, Passed: sc.Passed, Unvalidated: sc.Unvalidated, Rejected: map[string]uint64{}}
+		if sc.Err != nil {
+			ss.Error = sc.Err.Error()
+		}
+		for code, n := range sc.Rejected {
+			ss.Rejected[string(code)] = n
+		}
+		st.Schemas = append(st.Schemas, ss)
 	}
 
 	o.reloadMu.Lock()
