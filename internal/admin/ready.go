@@ -14,6 +14,9 @@ const DefaultReadyBufferFraction = 0.9
 // reachable or the buffer still has room ("buffering within bounds").
 func judge(st *Status, maxFraction float64) Readiness {
 	var reasons []string
+	if st.Gateway.Starting {
+		return Readiness{Reasons: []string{"the gateway is starting"}}
+	}
 	if st.Gateway.ShuttingDown {
 		reasons = append(reasons, "the gateway is shutting down")
 	}

@@ -133,6 +133,7 @@ func TestReadiness(t *testing.T) {
 		{"broker not listening", func(s *Status) { s.MQTT.Listening = false }, false, "MQTT broker is not listening"},
 		{"buffer closed", func(s *Status) { s.Buffer.Open = false }, false, "buffer is not open"},
 		{"shutting down", func(s *Status) { s.Gateway.ShuttingDown = true }, false, "shutting down"},
+		{"starting", func(s *Status) { s.Gateway.Starting = true }, false, "the gateway is starting"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := fakeStatus()

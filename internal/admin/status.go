@@ -26,6 +26,7 @@ type GatewayStatus struct {
 	Version       string    `json:"version"`
 	StartedAt     time.Time `json:"started_at"`
 	UptimeSeconds float64   `json:"uptime_seconds"`
+	Starting      bool      `json:"starting"` // components are still being started; the rest of Status is empty
 	ShuttingDown  bool      `json:"shutting_down"`
 }
 

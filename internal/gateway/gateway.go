@@ -78,9 +78,13 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	if err := g.prepareAdmin(); err != nil {
+	// 0. The admin server first and down last: /healthz answers while the
+	// rest starts (and /readyz says it is starting) and while it drains.
+	stopAdmin, err := g.startAdmin()
+	if err != nil {
 		return err
 	}
+	stops = append(stops, stopAdmin)
 
 	// 1. The built-in DIS server, first up and last down: the uplink talks to it.
 	endpoint := g.cfg.DIS.Endpoint
@@ -170,11 +174,6 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	stopAdmin, err := g.startAdmin()
-	if err != nil {
-		return err
-	}
-	stops = append(stops, stopAdmin)
 	if err := g.broker.Start(); err != nil {
 		return err
 	}

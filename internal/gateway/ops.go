@@ -68,17 +68,18 @@ func (g *Gateway) AdminAddr() net.Addr {
 	return g.ops.srv.Addr()
 }
 
-// prepareAdmin builds the admin server (not bound yet) from the admin section.
-func (g *Gateway) prepareAdmin() error {
+// startAdmin builds and binds the admin server from the admin section. It
+// runs first in Run: until Ready, status reports the gateway as starting.
+func (g *Gateway) startAdmin() (stop func(), err error) {
 	g.ops.started = time.Now()
 	g.ops.running = g.cfg
 	a := g.cfg.Admin
 	if a.Listen == "" {
-		return nil
+		return func() {}, nil
 	}
 	token, err := a.AdminToken()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv, err := admin.New(admin.Options{
 		Listen:  a.Listen,
@@ -89,20 +90,12 @@ func (g *Gateway) prepareAdmin() error {
 		Logger:  g.log.With("component", "admin"),
 	})
 	if err != nil {
-		return err
-	}
-	g.ops.srv = srv
-	return nil
-}
-
-// startAdmin binds the admin server; every component it reads exists by now.
-func (g *Gateway) startAdmin() (stop func(), err error) {
-	if g.ops.srv == nil {
-		return func() {}, nil
-	}
-	if err := g.ops.srv.Start(); err != nil {
 		return nil, err
 	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	g.ops.srv = srv
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -144,7 +137,9 @@ func (g *Gateway) recordDeadLetters(publish func(topic string, payload []byte) e
 }
 
 // status builds the admin snapshot from the components' accessors. It runs
-// on admin server goroutines, after every component was started.
+// on admin server goroutines. Until Ready it reports only that the gateway is
+// starting: the components are being built by Run (closing ready publishes
+// them to this goroutine).
 func (g *Gateway) status() admin.Status {
 	o := g.ops
 	st := admin.Status{
@@ -154,6 +149,12 @@ func (g *Gateway) status() admin.Status {
 		},
 		DeadLetters: o.dead.Status(),
 		Errors:      o.errs.List(),
+	}
+	select {
+	case <-g.ready:
+	default:
+		st.Gateway.Starting = true
+		return st
 	}
 	if o.downlink != nil {
 		st.Downlink = downlinkStatus(o.downlink())
