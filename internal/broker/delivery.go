@@ -18,6 +18,19 @@ package broker
 // dropped at the same instant is attributed to the delivery as well, which
 // only costs a needless retry, never a missed drop.
 //
+// # Settlement
+//
+// A message handed to mochi is still in memory: a crash before it reaches a
+// subscriber loses it. So that the downlink can checkpoint a record only
+// once it is safe, the hook tracks, per Deliver, every QoS 1/2 delivery to
+// a connected subscriber (matched in OnQosPublish on the delivering
+// goroutine by the inline origin and the payload) until its PUBACK or
+// PUBCOMP (OnQosComplete, or the flow-control handling below), a drop, or
+// the subscriber's disconnect. DeliveryResult.Settled reports when none is
+// left. A message stored for an offline persistent session counts as
+// settled: waiting for a device that may return in hours would stop the
+// checkpoint.
+//
 // # Receive Maximum (LIBRARY-NOTES "defects found with real clients" #2)
 //
 // An MQTT 5 client announces how many QoS 1/2 publishes it accepts
@@ -63,6 +76,7 @@ package broker
 // 3.1.1, or MQTT 5 without the property, which means 65,535) are left to mochi.
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -88,7 +102,15 @@ type DeliveryResult struct {
 	// reached the inflight store of an offline persistent session is
 	// delivered, not dropped (mochi resends it on reconnect).
 	Dropped int
+	t       *tracked
 }
+
+// Settled reports whether every QoS 1/2 delivery of the message to a
+// connected subscriber has been acknowledged, or has ended otherwise (the
+// subscriber disconnected, the delivery was dropped). It is true at once
+// for QoS 0 and for messages without connected subscribers. Safe from any
+// goroutine.
+func (r DeliveryResult) Settled() bool { return r.t == nil || r.t.pending.Load() == 0 }
 
 // Delivery publishes the gateway's own messages (the downlink) and owns the
 // flow-control fix. It is safe for concurrent use.
@@ -97,7 +119,10 @@ type Delivery struct{ h *deliveryHook }
 // NewDelivery installs the delivery hook into b. Call it once, after New and
 // before Start, so that it sees every connection.
 func NewDelivery(b *Broker, opts DeliveryOptions) (*Delivery, error) {
-	h := &deliveryHook{srv: b.srv, log: b.log, fix: !opts.DisableFlowControlFix, clients: map[*mqtt.Client]*fcClient{}}
+	h := &deliveryHook{
+		srv: b.srv, log: b.log, fix: !opts.DisableFlowControlFix,
+		clients: map[*mqtt.Client]*fcClient{}, acks: map[ackKey]*tracked{}, ackIDs: map[*mqtt.Client]map[uint16]bool{},
+	}
 	if err := b.srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("add delivery hook: %w", err)
 	}
@@ -115,8 +140,16 @@ func (d *Delivery) Deliver(topic string, payload []byte, retain bool, qos byte) 
 
 // tracked is the publish a Deliver call is making.
 type tracked struct {
-	data    *byte // backing array of the payload passed to mochi
+	payload []byte
+	data    *byte // backing array of payload, as passed to mochi
 	dropped atomic.Int64
+	pending atomic.Int64 // deliveries to connected subscribers not yet acknowledged
+}
+
+// ackKey is one delivery awaiting its acknowledgement.
+type ackKey struct {
+	cl *mqtt.Client
+	id uint16
 }
 
 // deliveryHook implements Deliver's drop accounting and the flow-control fix.
@@ -129,6 +162,11 @@ type deliveryHook struct {
 	deliverMu sync.Mutex // serialises Deliver
 	current   atomic.Pointer[tracked]
 
+	ackMu sync.Mutex
+	acks  map[ackKey]*tracked
+	// ackIDs lists each client's keys in acks, for its disconnect.
+	ackIDs map[*mqtt.Client]map[uint16]bool
+
 	mu      sync.RWMutex
 	clients map[*mqtt.Client]*fcClient
 	stopped bool
@@ -139,9 +177,9 @@ func (h *deliveryHook) ID() string { return "edgegw-delivery" }
 
 func (h *deliveryHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublishDropped, mqtt.OnPacketIDExhausted:
+	case mqtt.OnPublishDropped, mqtt.OnPacketIDExhausted, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnDisconnect:
 		return true
-	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnQosPublish:
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnPacketRead:
 		return h.fix
 	}
 	return false
@@ -154,31 +192,102 @@ func (h *deliveryHook) deliver(topic string, payload []byte, retain bool, qos by
 	// a backing array of its own to be recognised by.
 	p := make([]byte, len(payload), len(payload)+1)
 	copy(p, payload)
-	t := &tracked{data: unsafe.SliceData(p)}
+	t := &tracked{payload: p, data: unsafe.SliceData(p)}
 	h.current.Store(t)
 	before := atomic.LoadInt64(&h.srv.Info.InflightDropped)
 	err := h.srv.Publish(topic, p, retain, qos)
 	full := atomic.LoadInt64(&h.srv.Info.InflightDropped) - before
 	h.current.Store(nil)
-	return DeliveryResult{Dropped: int(t.dropped.Load() + full)}, err
+	return DeliveryResult{Dropped: int(t.dropped.Load() + full), t: t}, err
 }
+
+// track registers a QoS 1/2 delivery of the current Deliver to cl. It runs
+// on the delivering goroutine, from OnQosPublish.
+func (h *deliveryHook) track(cl *mqtt.Client, pk packets.Packet) {
+	t := h.current.Load()
+	if t == nil || pk.Origin != mqtt.InlineClientId || !bytes.Equal(pk.Payload, t.payload) || cl.Closed() {
+		return // not ours, or stored for an offline session: nothing to wait for
+	}
+	k := ackKey{cl, pk.PacketID}
+	h.ackMu.Lock()
+	if _, dup := h.acks[k]; !dup {
+		h.acks[k] = t
+		if h.ackIDs[cl] == nil {
+			h.ackIDs[cl] = map[uint16]bool{}
+		}
+		h.ackIDs[cl][pk.PacketID] = true
+		t.pending.Add(1)
+	}
+	h.ackMu.Unlock()
+	if cl.Closed() {
+		h.settleClient(cl, nil) // it went away meanwhile; OnDisconnect may have run already
+	}
+}
+
+// settle ends the wait for one delivery; it does nothing for deliveries
+// that are not tracked (device messages, already settled).
+func (h *deliveryHook) settle(cl *mqtt.Client, id uint16) {
+	k := ackKey{cl, id}
+	h.ackMu.Lock()
+	t := h.acks[k]
+	if t != nil {
+		delete(h.acks, k)
+		delete(h.ackIDs[cl], id)
+	}
+	h.ackMu.Unlock()
+	if t != nil {
+		t.pending.Add(-1)
+	}
+}
+
+// settleClient ends the waits for cl's deliveries: all of them, or only
+// those of the publish only (a dropped delivery).
+func (h *deliveryHook) settleClient(cl *mqtt.Client, only *tracked) {
+	h.ackMu.Lock()
+	var done []*tracked
+	for id := range h.ackIDs[cl] {
+		k := ackKey{cl, id}
+		if t := h.acks[k]; only == nil || t == only {
+			done = append(done, t)
+			delete(h.acks, k)
+			delete(h.ackIDs[cl], id)
+		}
+	}
+	if len(h.ackIDs[cl]) == 0 {
+		delete(h.ackIDs, cl)
+	}
+	h.ackMu.Unlock()
+	for _, t := range done {
+		t.pending.Add(-1)
+	}
+}
+
+// OnQosComplete runs on the subscriber's goroutine when mochi completes a
+// QoS 1/2 delivery (acknowledgements the flow-control fix handles settle in
+// OnPacketRead).
+func (h *deliveryHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { h.settle(cl, pk.PacketID) }
+
+// OnQosDropped runs when mochi gives up a stored delivery (expired,
+// cleared, refused by the client).
+func (h *deliveryHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.settle(cl, pk.PacketID) }
 
 // noteDrop runs on the publishing goroutine, inside deliver's Publish call
 // when the packet is ours.
-func (h *deliveryHook) noteDrop(pk packets.Packet) {
+func (h *deliveryHook) noteDrop(cl *mqtt.Client, pk packets.Packet) {
 	t := h.current.Load()
 	if t != nil && pk.Origin == mqtt.InlineClientId && unsafe.SliceData(pk.Payload) == t.data {
 		t.dropped.Add(1)
+		h.settleClient(cl, t) // registered in OnQosPublish before mochi found the queue full
 	}
 }
 
 // OnPublishDropped runs on the publishing goroutine when a subscriber's
 // outbound queue is full.
-func (h *deliveryHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) { h.noteDrop(pk) }
+func (h *deliveryHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) { h.noteDrop(cl, pk) }
 
 // OnPacketIDExhausted runs on the publishing goroutine when a subscriber has
 // no free packet id.
-func (h *deliveryHook) OnPacketIDExhausted(cl *mqtt.Client, pk packets.Packet) { h.noteDrop(pk) }
+func (h *deliveryHook) OnPacketIDExhausted(cl *mqtt.Client, pk packets.Packet) { h.noteDrop(cl, pk) }
 
 // fcClient is the flow-control state of one MQTT 5 connection with a
 // Receive Maximum. mu guards every field below it.
@@ -338,6 +447,10 @@ func (h *deliveryHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup {
 		return
 	}
+	h.track(cl, pk)
+	if !h.fix {
+		return
+	}
 	fc := h.lookup(cl)
 	if fc == nil {
 		return
@@ -382,6 +495,7 @@ func (h *deliveryHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 			return noop(pk), nil // unknown id: nothing to complete (mochi would raise the quota on a PUBCOMP)
 		}
 		h.complete(fc, id)
+		h.settle(cl, id)
 		if cl.State.Inflight.Delete(id) {
 			atomic.AddInt64(&h.srv.Info.Inflight, -1)
 		}
@@ -392,6 +506,7 @@ func (h *deliveryHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	case packets.Pubrec:
 		if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 			h.complete(fc, id) // a failed PUBREC ends the flow and returns the quota (MQTT 5 §4.9)
+			h.settle(cl, id)   // mochi deletes it too (OnQosDropped)
 		}
 		return pk, nil // mochi answers with PUBREL or deletes the message
 	default: // Pubrel: the client's own QoS 2 publish
@@ -460,6 +575,7 @@ func (h *deliveryHook) pump(fc *fcClient) {
 
 // OnDisconnect runs on the client's goroutine when its connection ends.
 func (h *deliveryHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.settleClient(cl, nil)
 	h.mu.Lock()
 	fc := h.clients[cl]
 	delete(h.clients, cl)

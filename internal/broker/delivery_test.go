@@ -511,3 +511,79 @@ func TestDeliverReportsDrops(t *testing.T) {
 		}
 	})
 }
+
+// Settled turns true only once every connected subscriber acknowledged the
+// message (the downlink checkpoints on it), for clients under the
+// flow-control fix and for clients mochi handles alone.
+func TestDeliverSettlesOnAcknowledgement(t *testing.T) {
+	for _, rm := range []uint16{0, 10} { // 0: no Receive Maximum, mochi's own path
+		t.Run(fmt.Sprintf("receive maximum %d", rm), func(t *testing.T) {
+			b, d, addr := deliveryBroker(t, DeliveryOptions{}, nil)
+			c1, _ := dialRawV5(t, addr, "s1", rm, true, 0)
+			c1.subscribe("cmd", 1)
+			c2, _ := dialRawV5(t, addr, "s2", rm, true, 0)
+			c2.subscribe("cmd", 2)
+			waitDeliverySubscriber(t, b, "s1", "cmd")
+			waitDeliverySubscriber(t, b, "s2", "cmd")
+
+			waitFor := func(what string, cond func() bool) {
+				deadline := time.Now().Add(15 * time.Second)
+				for !cond() {
+					if time.Now().After(deadline) {
+						t.Fatalf("timed out waiting for %s", what)
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+			res, err := d.Deliver("cmd", []byte("x"), false, 1)
+			if err != nil || res.Dropped != 0 {
+				t.Fatal(res, err)
+			}
+			p1, p2 := c1.read(), c2.read() // s2 gets QoS 1: the message's QoS caps its subscription's 2
+			if res.Settled() {
+				t.Fatal("settled before any acknowledgement")
+			}
+			c1.ack(packets.Puback, p1.PacketID)
+			c1.ack(packets.Puback, p1.PacketID) // a repeated ack changes nothing
+			if res.Settled() {
+				t.Fatal("settled with s2 unacknowledged")
+			}
+			c2.ack(packets.Puback, p2.PacketID)
+			waitFor("settlement after both acks", res.Settled)
+
+			// A subscriber that disconnects without acking settles too.
+			res, _ = d.Deliver("cmd", []byte("y"), false, 1)
+			c1.read()
+			c2.ack(packets.Puback, c2.read().PacketID)
+			c1.conn.Close()
+			waitFor("settlement after the disconnect", res.Settled)
+
+			// QoS 0 needs no acknowledgement.
+			if res, _ := d.Deliver("cmd", []byte("z"), false, 0); !res.Settled() {
+				t.Fatal("QoS 0 not settled at once")
+			}
+		})
+	}
+}
+
+// A message stored for an offline persistent session is settled at once:
+// the device may come back in hours.
+func TestDeliverToOfflineSessionIsSettled(t *testing.T) {
+	b, d, addr := deliveryBroker(t, DeliveryOptions{}, nil)
+	c, _ := dialRawV5(t, addr, "away", 5, true, 3600)
+	c.subscribe("cmd", 1)
+	waitDeliverySubscriber(t, b, "away", "cmd")
+	c.conn.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for b.ClientsConnected() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	res, err := d.Deliver("cmd", []byte("later"), false, 1)
+	if err != nil || res.Dropped != 0 || !res.Settled() {
+		t.Fatalf("%+v %v: want stored and settled", res, err)
+	}
+	cl, _ := b.srv.Clients.Get("away")
+	if cl.State.Inflight.Len() != 1 {
+		t.Fatal("message not stored for the session")
+	}
+}

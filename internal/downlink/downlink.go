@@ -16,9 +16,13 @@
 //
 // The checkpoint is the next sequence number to read (the DIS Kafka
 // adapter's convention; the value is opaque to DIS). It only ever covers
-// records already handed to the broker, and it is committed every
-// CommitEvery records or CommitInterval, whichever comes first, so a crash
-// delivers at most CommitEvery records per partition a second time.
+// records the broker has settled: handed to every matching subscriber and
+// acknowledged by each connected QoS 1/2 subscriber (a record stored for an
+// offline persistent session counts as handed over), so a crash of the
+// gateway loses nothing a connected device had not acknowledged. It is
+// committed every CommitEvery records or CommitInterval, whichever comes
+// first, so a crash delivers about CommitEvery records per partition (plus
+// those still unacknowledged) a second time.
 //
 // A record counts as handed to the broker only when no subscriber delivery
 // was dropped (mochi drops when a subscriber's queue or inflight store is
@@ -64,9 +68,11 @@ type DIS interface {
 	GetRecords(ctx context.Context, cursor string, maxFetchBytes int) (*dis.GetRecordsResponse, error)
 }
 
-// PublishFunc hands one message to the broker and reports how many
-// subscriber deliveries were dropped (broker.Delivery.Deliver).
-type PublishFunc func(topic string, payload []byte, retain bool, qos byte) (dropped int, err error)
+// PublishFunc hands one message to the broker (broker.Delivery.Deliver). It
+// reports how many subscriber deliveries were dropped, and settled, which
+// reports later, from any goroutine, whether every connected subscriber
+// has acknowledged the message; nil means settled at once.
+type PublishFunc func(topic string, payload []byte, retain bool, qos byte) (dropped int, settled func() bool, err error)
 
 // DeadLetter is a record the downlink gave up on.
 type DeadLetter struct {
@@ -141,6 +147,11 @@ const (
 // finalCommitTimeout bounds the checkpoint commit at shutdown: long enough
 // for one request, short enough not to hold up the gateway's stop.
 const finalCommitTimeout = 5 * time.Second
+
+// finalSettleTimeout bounds the wait at shutdown for acknowledgements of
+// what was just delivered: connected devices answer in milliseconds, and
+// what is not acknowledged by then is delivered again after the restart.
+const finalSettleTimeout = time.Second
 
 // Downlink consumes the routed streams. Create it with New and run it with Run.
 type Downlink struct {

@@ -429,3 +429,26 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// The checkpoint does not pass a record a connected subscriber has not
+// acknowledged: a crash then delivers it again instead of losing it.
+func TestCheckpointWaitsForAcknowledgement(t *testing.T) {
+	e := startDIS(t, nil)
+	e.createStream("s", 1)
+	rec := &recorder{unacked: map[string]bool{"x4": true}}
+	r := run(t, e.client, testOptions(t, rec, Route{Stream: "s", Topic: "t"}))
+	e.put("s", "x", 0, keys(10, 1)...)
+	waitFor(t, "all ten delivered", func() bool { return len(rec.all()) == 10 })
+	waitFor(t, "a commit up to the unacknowledged record", func() bool { return e.checkpoint("test-downlink", "s", 0) == "4" })
+	waitFor(t, "the reader caught up and idle", func() bool {
+		p := r.d.Stats().Partitions[0]
+		return p.Position == 10 && p.State == "idle"
+	})
+	if st := r.d.Stats(); st.Partitions[0].Checkpoint != 4 || e.checkpoint("test-downlink", "s", 0) != "4" {
+		t.Fatalf("checkpoint %d passed the unacknowledged record 4", st.Partitions[0].Checkpoint)
+	}
+	rec.mu.Lock()
+	rec.unacked["x4"] = false
+	rec.mu.Unlock()
+	waitFor(t, "the checkpoint after the acknowledgement", func() bool { return e.checkpoint("test-downlink", "s", 0) == "10" })
+}

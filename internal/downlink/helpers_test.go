@@ -134,17 +134,22 @@ type recorder struct {
 	mu    sync.Mutex
 	msgs  []message
 	drops map[string]int // payload → drops to report before accepting
+	// unacked holds payloads some subscriber has not acknowledged yet.
+	unacked map[string]bool
 }
 
-func (r *recorder) publish(topic string, payload []byte, retain bool, qos byte) (int, error) {
+func (r *recorder) publish(topic string, payload []byte, retain bool, qos byte) (int, func() bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n := r.drops[string(payload)]; n > 0 {
 		r.drops[string(payload)] = n - 1
-		return 1, nil
+		return 1, nil, nil
 	}
 	r.msgs = append(r.msgs, message{topic, string(payload), retain, qos})
-	return 0, nil
+	if r.unacked != nil && r.unacked[string(payload)] {
+		return 0, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return !r.unacked[string(payload)] }, nil
+	}
+	return 0, nil, nil
 }
 
 func (r *recorder) all() []message {

@@ -30,6 +30,13 @@ type streamGroup struct {
 	parts map[int]*partition
 }
 
+// unsettled is a delivered record some connected subscriber has not
+// acknowledged yet.
+type unsettled struct {
+	seq     int64
+	settled func() bool
+}
+
 // partition is one partition's state. The atomics are read by Stats; the
 // reader fields belong to the partition's current reader goroutine (at most
 // one at a time: a reader starts only after the previous one returned, under
@@ -54,6 +61,7 @@ type partition struct {
 	dirtySince     time.Time // when position first moved past the checkpoint
 	nextCommitTry  time.Time // after a failed commit
 	lastDropLog    time.Time
+	unsettled      []unsettled // delivered, not yet acknowledged by every subscriber, in order
 
 	// discovery fields
 	running bool
@@ -311,6 +319,9 @@ func gone(err error) bool {
 func (g *streamGroup) read(ctx context.Context, p *partition) (drained bool) {
 	d := g.d
 	defer func() {
+		for deadline := time.Now().Add(finalSettleTimeout); g.committable(p) != p.position.Load() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalCommitTimeout)
 		g.commit(cctx, p, true)
 		cancel()
@@ -386,8 +397,12 @@ func (g *streamGroup) read(ctx context.Context, p *partition) (drained bool) {
 			if pos := p.position.Load(); pos >= 0 && seq < pos {
 				continue // already handed over (a renewed cursor never goes back, but be safe)
 			}
-			if err := g.dispatch(ctx, p, rec); err != nil {
+			settled, err := g.dispatch(ctx, p, rec)
+			if err != nil {
 				return false // ctx done while retrying; the record stays unacknowledged
+			}
+			if settled != nil && !settled() {
+				p.unsettled = append(p.unsettled, unsettled{seq, settled})
 			}
 			g.advance(p, seq+1)
 			g.maybeCommit(ctx, p)
@@ -492,6 +507,23 @@ func (g *streamGroup) jumpToTrimHorizon(p *partition, err error) {
 		"stream", g.name, "partition", p.id, "position", p.position.Load(), "err", err)
 	p.position.Store(-1)
 	p.forceTrim = true
+	p.unsettled = nil // delivered before the jump; the checkpoint moves past them anyway
+}
+
+// committable is the position the checkpoint may move to: the position,
+// or the first delivered record not yet acknowledged by every subscriber.
+// Reader goroutine.
+func (g *streamGroup) committable(p *partition) int64 {
+	for len(p.unsettled) > 0 && p.unsettled[0].settled() {
+		p.unsettled = p.unsettled[1:]
+	}
+	if len(p.unsettled) > 0 {
+		return p.unsettled[0].seq
+	}
+	if cap(p.unsettled) > 1024 {
+		p.unsettled = nil // let a burst's backing array go
+	}
+	return p.position.Load()
 }
 
 // maybeCommit commits when CommitEvery records or CommitInterval have
@@ -506,11 +538,12 @@ func (g *streamGroup) maybeCommit(ctx context.Context, p *partition) {
 	}
 }
 
-// commit stores the position as the app's checkpoint. Unless force is set
-// it waits a CommitInterval after a failure before trying again.
+// commit stores the committable position as the app's checkpoint. Unless
+// force is set it waits a CommitInterval after a failure before trying
+// again.
 func (g *streamGroup) commit(ctx context.Context, p *partition, force bool) {
 	d := g.d
-	pos := p.position.Load()
+	pos := g.committable(p)
 	if pos < 0 || pos == p.checkpoint.Load() {
 		return
 	}
@@ -544,9 +577,9 @@ func (g *streamGroup) commit(ctx context.Context, p *partition, force bool) {
 }
 
 // dispatch hands one record to the broker through the first route that
-// accepts it. It returns an error only when ctx ends while it waits to
-// publish again.
-func (g *streamGroup) dispatch(ctx context.Context, p *partition, rec dis.Record) error {
+// accepts it, and returns its settlement (nil: nothing to wait for). It
+// returns an error only when ctx ends while it waits to publish again.
+func (g *streamGroup) dispatch(ctx context.Context, p *partition, rec dis.Record) (func() bool, error) {
 	d := g.d
 	r := &record{stream: g.name, partition: p.idx, key: rec.PartitionKey, data: rec.Data}
 	var rt *route
@@ -558,26 +591,26 @@ func (g *streamGroup) dispatch(ctx context.Context, p *partition, rec dis.Record
 	}
 	if rt == nil {
 		d.c.filtered.Add(1)
-		return nil
+		return nil, nil
 	}
 	topic, err := rt.topic.render(r, rt.KeyPrefix)
 	if err != nil {
 		d.deadLetter(g, p, rec, "", "topic", err.Error())
-		return nil
+		return nil, nil
 	}
 	payload, err := rt.payload(r)
 	if err != nil {
 		d.deadLetter(g, p, rec, topic, "transform", err.Error())
-		return nil
+		return nil, nil
 	}
 	wait := dropRetryInitial
 	for attempt := 1; ; attempt++ {
-		dropped, err := d.opts.Publish(topic, payload, rt.Retain, rt.QoS)
+		dropped, settled, err := d.opts.Publish(topic, payload, rt.Retain, rt.QoS)
 		if err == nil && dropped == 0 {
 			d.c.delivered.Add(1)
 			p.delivered.Add(1)
 			p.lastTS.Store(rec.Timestamp)
-			return nil
+			return settled, nil
 		}
 		d.c.dropped.Add(uint64(dropped))
 		if time.Since(p.lastDropLog) > 10*time.Second { // one line per partition per 10 s; every drop is counted
@@ -591,12 +624,12 @@ func (g *streamGroup) dispatch(ctx context.Context, p *partition, rec dis.Record
 				reason = fmt.Sprintf("publish failed on the last of %d attempts: %v", attempt, err)
 			}
 			d.deadLetter(g, p, rec, topic, "dropped", reason)
-			return nil
+			return nil, nil
 		}
 		d.c.retries.Add(1)
 		g.maybeCommit(ctx, p) // what came before this record is delivered
 		if !sleep(ctx, wait) {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		wait = min(wait*2, dropRetryMax)
 	}

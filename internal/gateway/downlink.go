@@ -57,9 +57,9 @@ func (g *Gateway) downlinkOptions() (downlink.Options, error) {
 		BackoffInitial: c.BackoffInitial.D(), BackoffMax: c.BackoffMax.D(),
 		DiscoveryInterval: c.DiscoveryInterval.D(),
 		OnDrop:            c.OnDrop, MaxAttempts: c.MaxAttempts,
-		Publish: func(topic string, payload []byte, retain bool, qos byte) (int, error) {
+		Publish: func(topic string, payload []byte, retain bool, qos byte) (int, func() bool, error) {
 			res, err := g.dl.delivery.Deliver(topic, payload, retain, qos)
-			return res.Dropped, err
+			return res.Dropped, res.Settled, err
 		},
 		// Durable: the downlink checkpoints past a dead-lettered record, so
 		// its dead letter is in the buffer (when dead_letter.stream is set)
