@@ -60,6 +60,7 @@ Usage:
   edgegw dis streams list|create|describe|delete   manage DIS streams
   edgegw dis put STREAM [DATA ...]          write records to a stream (or lines of stdin)
   edgegw status [-o text|json]              ask the running gateway how it is doing
+  edgegw reload                             make the running gateway re-read its config (like SIGHUP)
   edgegw buffer stats                       what a stopped gateway's buffer holds
   edgegw passwd [-cost N]                   print the bcrypt hash of a password (stdin or prompt) for mqtt.users
   edgegw version                            print the version
@@ -114,6 +115,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("unknown command \"dis %s\"; use serve, tail, streams or put", rest[0])
 	case "status":
 		return cmdStatus(ctx, rest, stdout, stderr)
+	case "reload":
+		return cmdReload(ctx, rest, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(rest, stdout, stderr)
 	case "passwd":

@@ -213,6 +213,16 @@ func TestOperateRunningGateway(t *testing.T) {
 		t.Fatalf("after a refused reload: accepted %d, reloads %d", st.Ingest.Accepted, st.Reload.Succeeded)
 	}
 
+	// edgegw reload does what SIGHUP does, and says what it did.
+	writeCfg("")
+	if out := mustCLI(t, "reloaded: applied routes", append([]string{"reload"}, c...)...); strings.Contains(out, "restart") {
+		t.Fatalf("reload says a restart is needed:\n%s", out)
+	}
+	writeCfg("  - {topic: sensors/#/bad, stream: telemetry}\n")
+	if code, out := cli(t, "reload", "--url", fmt.Sprintf("http://127.0.0.1:%d", adminPort), "--token", testAdminToken); code != 1 || !strings.Contains(out, "routes[1].topic") {
+		t.Fatalf("reload of a bad config: exit %d\n%s", code, out)
+	}
+
 	if err := gw.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
