@@ -22,10 +22,14 @@ type Downlink struct {
 	// DIS still holds) or "timestamp" (StartTimestamp, RFC 3339).
 	StartPosition  string `yaml:"start_position"`
 	StartTimestamp string `yaml:"start_timestamp"`
-	// CommitEveryRecords and CommitInterval batch checkpoint commits; a crash
-	// delivers at most CommitEveryRecords records per partition again.
+	// CommitEveryRecords and CommitInterval batch checkpoint commits.
+	// CommitEveryRecords also bounds the commands of a partition awaiting
+	// acknowledgement, so a crash delivers at most twice that many again.
 	CommitEveryRecords int      `yaml:"commit_every_records"`
 	CommitInterval     Duration `yaml:"commit_interval"`
+	// AckTimeout is how long a command may stay unacknowledged by a
+	// connected subscriber before its partition goes on without it.
+	AckTimeout Duration `yaml:"ack_timeout"`
 	// PollInterval and PollIntervalMax bound the wait between reads of an
 	// idle partition (doubling); records flowing are read back to back.
 	PollInterval    Duration `yaml:"poll_interval"`
@@ -82,6 +86,10 @@ func defaultDownlink() Downlink {
 		// second at no more than one commit per second per partition.
 		CommitEveryRecords: 100,
 		CommitInterval:     Duration(time.Second),
+		// 10 s: far above a healthy device's round trip, so only a stuck one
+		// holds up its partition, and for less than MQTT keepalive (60 s)
+		// takes to notice a dead connection.
+		AckTimeout: Duration(10 * time.Second),
 		// 100 ms to 1 s: a command following a burst waits at most 100 ms,
 		// one on an idle stream at most a second, and an idle partition
 		// costs one GetRecords a second (DIS allows 5 reads/s per partition).
@@ -143,6 +151,9 @@ func (c *Config) validateDownlink(bad func(key, format string, args ...any)) {
 	}
 	if d.CommitInterval.D() < 10*time.Millisecond || d.CommitInterval.D() > time.Hour {
 		bad("downlink.commit_interval", "%s is out of range; use 10ms to 1h", d.CommitInterval.D())
+	}
+	if d.AckTimeout.D() < 100*time.Millisecond || d.AckTimeout.D() > 10*time.Minute {
+		bad("downlink.ack_timeout", "%s is out of range; use 100ms to 10m", d.AckTimeout.D())
 	}
 	if d.PollInterval.D() < time.Millisecond {
 		bad("downlink.poll_interval", "%s is too small; use at least 1ms", d.PollInterval.D())

@@ -21,8 +21,9 @@
 // offline persistent session counts as handed over), so a crash of the
 // gateway loses nothing a connected device had not acknowledged. It is
 // committed every CommitEvery records or CommitInterval, whichever comes
-// first, so a crash delivers about CommitEvery records per partition (plus
-// those still unacknowledged) a second time.
+// first, and at most CommitEvery delivered records per partition may be
+// unacknowledged at a time, so a crash delivers at most 2 × CommitEvery
+// records per partition a second time.
 //
 // A record counts as handed to the broker only when no subscriber delivery
 // was dropped (mochi drops when a subscriber's queue or inflight store is
@@ -113,9 +114,14 @@ type Options struct {
 	// StartTrimHorizon, or StartTimestamp at StartTime.
 	Start     string
 	StartTime time.Time
-	// CommitEvery and CommitInterval batch checkpoint commits.
+	// CommitEvery and CommitInterval batch checkpoint commits; CommitEvery
+	// also bounds the delivered records of a partition awaiting
+	// acknowledgement.
 	CommitEvery    int
 	CommitInterval time.Duration
+	// AckTimeout is how long a delivered record may stay unacknowledged
+	// before the reader stops waiting for it.
+	AckTimeout time.Duration
 	// PollMin and PollMax bound the wait between GetRecords calls on an idle
 	// partition (doubling from PollMin); a page with records is followed
 	// by the next read at once.
@@ -166,7 +172,7 @@ type Downlink struct {
 type counters struct {
 	delivered, filtered, retries, dropped, deadLettered atomic.Uint64
 	trimJumps, cursorRenewals, commits, commitErrors    atomic.Uint64
-	readErrors                                          atomic.Uint64
+	readErrors, ackTimeouts                             atomic.Uint64
 }
 
 // State is the downlink's overall state.
@@ -233,9 +239,9 @@ func New(client DIS, opts Options) (*Downlink, error) {
 	default:
 		errs = append(errs, fmt.Errorf("on drop %q is not retry or dead_letter", opts.OnDrop))
 	}
-	if opts.CommitEvery < 1 || opts.CommitInterval <= 0 || opts.PollMin <= 0 || opts.PollMax < opts.PollMin ||
+	if opts.CommitEvery < 1 || opts.CommitInterval <= 0 || opts.AckTimeout <= 0 || opts.PollMin <= 0 || opts.PollMax < opts.PollMin ||
 		opts.BackoffInitial <= 0 || opts.BackoffMax < opts.BackoffInitial || opts.DiscoveryInterval <= 0 || opts.MaxFetchBytes < 0 {
-		errs = append(errs, errors.New("commit, poll, backoff and discovery settings must be positive (maxima at least their minima)"))
+		errs = append(errs, errors.New("commit, ack timeout, poll, backoff and discovery settings must be positive (maxima at least their minima)"))
 	}
 	if opts.Publish == nil {
 		errs = append(errs, errors.New("no Publish function"))
@@ -375,7 +381,10 @@ type Stats struct {
 	CommitErrors   uint64
 	// ReadErrors counts failed DIS calls of the readers and discovery.
 	ReadErrors uint64
-	Partitions []PartitionStats
+	// AckTimeouts counts delivered records a subscriber did not acknowledge
+	// within AckTimeout; the reader went on without them.
+	AckTimeouts uint64
+	Partitions  []PartitionStats
 }
 
 // PartitionStats describes one partition reader.
@@ -406,6 +415,7 @@ func (d *Downlink) Stats() Stats {
 		Dropped: d.c.dropped.Load(), Retries: d.c.retries.Load(), DeadLettered: d.c.deadLettered.Load(),
 		TrimHorizonJumps: d.c.trimJumps.Load(), CursorRenewals: d.c.cursorRenewals.Load(),
 		Commits: d.c.commits.Load(), CommitErrors: d.c.commitErrors.Load(), ReadErrors: d.c.readErrors.Load(),
+		AckTimeouts: d.c.ackTimeouts.Load(),
 	}
 	for _, g := range d.groups {
 		g.mu.Lock()

@@ -452,3 +452,43 @@ func TestCheckpointWaitsForAcknowledgement(t *testing.T) {
 	rec.mu.Unlock()
 	waitFor(t, "the checkpoint after the acknowledgement", func() bool { return e.checkpoint("test-downlink", "s", 0) == "10" })
 }
+
+// At most CommitEvery delivered records of a partition wait for
+// acknowledgement at once (the bound on duplicates after a crash), and a
+// subscriber that never acknowledges holds the partition up for AckTimeout.
+func TestUnacknowledgedWindow(t *testing.T) {
+	e := startDIS(t, nil)
+	e.createStream("s", 1)
+	unacked := map[string]bool{}
+	for i := range 30 {
+		unacked["x"+strconv.Itoa(i)] = true
+	}
+	rec := &recorder{unacked: unacked}
+	opts := testOptions(t, rec, Route{Stream: "s", Topic: "t"})
+	opts.AckTimeout = time.Hour
+	r := run(t, e.client, opts)
+	e.put("s", "x", 0, keys(30, 1)...)
+	waitFor(t, "a full window", func() bool { return len(rec.all()) >= 10 })
+	if got := len(rec.all()); got != 10 {
+		t.Fatalf("%d delivered with none acknowledged; the window is 10", got)
+	}
+	rec.mu.Lock()
+	rec.unacked["x0"] = false
+	rec.mu.Unlock()
+	waitFor(t, "one more after one acknowledgement", func() bool { return len(rec.all()) >= 11 })
+	if got := len(rec.all()); got != 11 {
+		t.Fatalf("%d delivered after one acknowledgement, want 11", got)
+	}
+	r.stop()
+
+	// A short ack timeout lets the partition go on without the acks.
+	opts.AckTimeout = 50 * time.Millisecond
+	opts.App = "impatient"
+	rec2 := &recorder{unacked: unacked}
+	opts.Publish = rec2.publish
+	r2 := run(t, e.client, opts)
+	waitFor(t, "all 30 despite no acknowledgement", func() bool { return len(rec2.all()) == 30 })
+	if st := r2.d.Stats(); st.AckTimeouts < 19 { // 29 never acknowledged, the last 10 still in the window
+		t.Fatalf("stats %+v: want at least 19 ack timeouts", st)
+	}
+}

@@ -171,7 +171,7 @@ func (r *recorder) payloads() []string {
 func testOptions(t testing.TB, rec *recorder, routes ...Route) Options {
 	return Options{
 		App: "test-downlink", Routes: routes, Start: StartTrimHorizon,
-		CommitEvery: 10, CommitInterval: 50 * time.Millisecond,
+		CommitEvery: 10, CommitInterval: 50 * time.Millisecond, AckTimeout: 10 * time.Second,
 		PollMin: 5 * time.Millisecond, PollMax: 50 * time.Millisecond,
 		BackoffInitial: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 		DiscoveryInterval: 100 * time.Millisecond,

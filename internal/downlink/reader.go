@@ -35,6 +35,7 @@ type streamGroup struct {
 type unsettled struct {
 	seq     int64
 	settled func() bool
+	at      time.Time
 }
 
 // partition is one partition's state. The atomics are read by Stats; the
@@ -262,8 +263,8 @@ func (g *streamGroup) readCheckpoints(ctx context.Context, parts []*partition) e
 func (g *streamGroup) resumeFrom(p *partition, seq int64) {
 	p.position.Store(seq)
 	p.checkpoint.Store(seq)
-	g.d.log.Info("downlink: resuming from the checkpoint; records handed to the broker after it was committed are delivered again",
-		"stream", g.name, "partition", p.id, "seq", seq, "at_most", g.d.opts.CommitEvery)
+	g.d.log.Info("downlink: resuming from the checkpoint; records delivered after it was committed are delivered again",
+		"stream", g.name, "partition", p.id, "seq", seq, "at_most", 2*g.d.opts.CommitEvery)
 }
 
 // start runs a reader on p unless one runs. Caller holds g.mu.
@@ -397,12 +398,15 @@ func (g *streamGroup) read(ctx context.Context, p *partition) (drained bool) {
 			if pos := p.position.Load(); pos >= 0 && seq < pos {
 				continue // already handed over (a renewed cursor never goes back, but be safe)
 			}
+			if !g.awaitWindow(ctx, p) {
+				return false
+			}
 			settled, err := g.dispatch(ctx, p, rec)
 			if err != nil {
 				return false // ctx done while retrying; the record stays unacknowledged
 			}
 			if settled != nil && !settled() {
-				p.unsettled = append(p.unsettled, unsettled{seq, settled})
+				p.unsettled = append(p.unsettled, unsettled{seq, settled, time.Now()})
 			}
 			g.advance(p, seq+1)
 			g.maybeCommit(ctx, p)
@@ -524,6 +528,37 @@ func (g *streamGroup) committable(p *partition) int64 {
 		p.unsettled = nil // let a burst's backing array go
 	}
 	return p.position.Load()
+}
+
+// ackPoll is how often a reader whose window is full looks for
+// acknowledgements: a connected device acknowledges within milliseconds.
+const ackPoll = 2 * time.Millisecond
+
+// awaitWindow waits until fewer than CommitEvery delivered records of p are
+// unacknowledged, so a crash repeats at most twice CommitEvery records per
+// partition and a slow subscriber is not flooded (mochi would drop). A
+// record unacknowledged for AckTimeout stops counting (the partition must
+// not wait on one stuck device; its persistent session still holds it). It
+// reports false when ctx ends.
+func (g *streamGroup) awaitWindow(ctx context.Context, p *partition) bool {
+	d := g.d
+	for {
+		g.committable(p)
+		if len(p.unsettled) < d.opts.CommitEvery {
+			return true
+		}
+		if time.Since(p.unsettled[0].at) >= d.opts.AckTimeout {
+			d.c.ackTimeouts.Add(1)
+			d.log.Warn("downlink: a subscriber has not acknowledged a command; not waiting any longer",
+				"stream", g.name, "partition", p.id, "seq", p.unsettled[0].seq, "ack_timeout", d.opts.AckTimeout)
+			p.unsettled = p.unsettled[1:]
+			continue
+		}
+		g.maybeCommit(ctx, p)
+		if !sleep(ctx, ackPoll) {
+			return false
+		}
+	}
 }
 
 // maybeCommit commits when CommitEvery records or CommitInterval have

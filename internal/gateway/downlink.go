@@ -39,7 +39,7 @@ func (g *Gateway) startDownlink(ctx context.Context, stops *[]func()) error {
 	if err != nil {
 		return err
 	}
-	g.ops.downlink = g.dl.d.Stats // the admin API's view (ops.go); set before it starts
+	g.ops.downlink = g.dl.d.Stats // the admin API's view (ops.go), read only after Ready
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); g.dl.d.Run(dctx) }()
@@ -52,7 +52,7 @@ func (g *Gateway) downlinkOptions() (downlink.Options, error) {
 	c := g.cfg.Downlink
 	opts := downlink.Options{
 		App: c.App, Start: c.StartPosition,
-		CommitEvery: c.CommitEveryRecords, CommitInterval: c.CommitInterval.D(),
+		CommitEvery: c.CommitEveryRecords, CommitInterval: c.CommitInterval.D(), AckTimeout: c.AckTimeout.D(),
 		PollMin: c.PollInterval.D(), PollMax: c.PollIntervalMax.D(), MaxFetchBytes: int(c.MaxFetchBytes),
 		BackoffInitial: c.BackoffInitial.D(), BackoffMax: c.BackoffMax.D(),
 		DiscoveryInterval: c.DiscoveryInterval.D(),
