@@ -8,7 +8,9 @@
 //  2. backlog drain: a backlog built while DIS is down, then the time until
 //     the uplink has sent all of it to the built-in DIS server;
 //  3. publish→DIS latency: publishers at a fixed rate below saturation; a tap
-//     in front of DIS notes when each record's PutRecords was answered.
+//     in front of DIS notes when each record's PutRecords was answered;
+//  4. and 5. the downlink's DIS→MQTT throughput and PutRecords→MQTT latency
+//     (downlink.go).
 //
 // Absolute numbers depend on the box (and on whatever else runs on it); the
 // ratio is measured in one process, one after the other, on the same cores.
@@ -153,7 +155,8 @@ func run(devices, perDevice, size, window, backlog, rate int, latencyFor time.Du
 	if got < res.messages {
 		return fmt.Errorf("only %d of %d records reached DIS", got, res.messages)
 	}
-	return nil
+	fmt.Println()
+	return benchDownlink(dir, size) // 4 and 5: downlink.go
 }
 
 func sent(g *gateway.Gateway) uint64 {
