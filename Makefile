@@ -115,7 +115,9 @@ dist-check:
 	exit $$fail
 
 checksums:
-	@cd $(DIST) && sha256sum edgegw-* edgegw_* 2>/dev/null > SHA256SUMS; echo "wrote $(DIST)/SHA256SUMS ($$(wc -l < $(DIST)/SHA256SUMS) files)"
+	@cd $(DIST) && files=$$(find . -maxdepth 1 -type f -name 'edgegw[-_]*' | sed 's|^\./||' | sort) && \
+		{ [ -n "$$files" ] || { echo "checksums: no artifacts in $(DIST)" >&2; exit 1; }; } && \
+		sha256sum $$files > SHA256SUMS && echo "wrote $(DIST)/SHA256SUMS ($$(echo $$files | wc -w) files)"
 
 $(NFPM): tools/go.mod tools/go.sum
 	$(GO) build -C tools -o $(abspath $(NFPM)) github.com/goreleaser/nfpm/v2/cmd/nfpm
