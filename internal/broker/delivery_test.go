@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -98,7 +97,7 @@ func deliverAll(t *testing.T, d *Delivery, topic string, from, to int, qos byte)
 // speaking MQTT 5 announces Receive Maximum 20; with plain mochi v2.7.9 it
 // stalls after a few dozen QoS 1 messages and sees them out of order.
 func TestMosquittoSubV5ReceivesThousandQoS1InOrder(t *testing.T) {
-	sub := requireMosquittoTool(t, "mosquitto_sub")
+	sub := mqtttest.Tool(t, "mosquitto_sub")
 	b, d, addr := deliveryBroker(t, DeliveryOptions{}, nil)
 	host, port, _ := net.SplitHostPort(addr)
 	const n = 1000
@@ -126,18 +125,6 @@ func TestMosquittoSubV5ReceivesThousandQoS1InOrder(t *testing.T) {
 			t.Fatalf("message %d is %q, want %d: out of order", i+1, l, i+1)
 		}
 	}
-}
-
-func requireMosquittoTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("EDGEGW_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is required (EDGEGW_REQUIRE_TOOLS is set) but not installed", name)
-		}
-		t.Skipf("%s not installed (apt-get install mosquitto-clients)", name)
-	}
-	return p
 }
 
 // rawV5Client is a minimal MQTT 5 client on a raw connection, so a test sees
