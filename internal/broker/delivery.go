@@ -77,6 +77,7 @@ package broker
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -563,7 +564,22 @@ func (h *deliveryHook) pump(fc *fcClient) {
 			}
 			fc.sent[id] = struct{}{}
 			fc.mu.Unlock()
-			if err := fc.cl.WritePacket(pk); err != nil {
+			err := fc.cl.WritePacket(pk)
+			if errors.Is(err, packets.ErrPacketTooLarge) {
+				// Larger than the client's Maximum Packet Size: the server
+				// must discard it (MQTT 5 §3.1.2.11.4). It must not hold a
+				// slot of the window for ever.
+				h.log.Warn("flow control: message larger than the client accepts; discarded", "client", fc.cl.ID, "topic", pk.TopicName)
+				fc.mu.Lock()
+				delete(fc.sent, id)
+				fc.mu.Unlock()
+				if fc.inflight.Delete(id) {
+					atomic.AddInt64(&h.srv.Info.Inflight, -1)
+				}
+				h.settle(fc.cl, id)
+				continue
+			}
+			if err != nil {
 				// The connection is gone; the message stays stored for
 				// the session and is resent on reconnect.
 				h.log.Debug("flow control: write", "client", fc.cl.ID, "err", err)

@@ -137,6 +137,11 @@ type rawV5Client struct {
 
 func dialRawV5(t *testing.T, addr, id string, receiveMax uint16, clean bool, expiry uint32) (*rawV5Client, bool) {
 	t.Helper()
+	return dialRawV5Props(t, addr, id, clean, packets.Properties{ReceiveMaximum: receiveMax, SessionExpiryInterval: expiry, SessionExpiryIntervalFlag: expiry > 0})
+}
+
+func dialRawV5Props(t *testing.T, addr, id string, clean bool, props packets.Properties) (*rawV5Client, bool) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +154,7 @@ func dialRawV5(t *testing.T, addr, id string, receiveMax uint16, clean bool, exp
 		Connect: packets.ConnectParams{
 			ProtocolName: []byte("MQTT"), Clean: clean, ClientIdentifier: id, Keepalive: 60,
 		},
-		Properties: packets.Properties{ReceiveMaximum: receiveMax, SessionExpiryInterval: expiry, SessionExpiryIntervalFlag: expiry > 0},
+		Properties: props,
 	}
 	c.write(pk, (*packets.Packet).ConnectEncode)
 	ack := c.read()
@@ -572,5 +577,27 @@ func TestDeliverToOfflineSessionIsSettled(t *testing.T) {
 	cl, _ := b.srv.Clients.Get("away")
 	if cl.State.Inflight.Len() != 1 {
 		t.Fatal("message not stored for the session")
+	}
+}
+
+// A message larger than the client's Maximum Packet Size is discarded (MQTT
+// 5 §3.1.2.11.4) without holding a slot of its Receive Maximum window.
+func TestFlowControlDiscardsTooLargeMessages(t *testing.T) {
+	b, d, addr := deliveryBroker(t, DeliveryOptions{}, nil)
+	c, _ := dialRawV5Props(t, addr, "small", true, packets.Properties{ReceiveMaximum: 1, MaximumPacketSize: 64})
+	c.subscribe("cmd", 1)
+	waitDeliverySubscriber(t, b, "small", "cmd")
+	res, err := d.Deliver("cmd", bytes.Repeat([]byte{'x'}, 200), false, 1)
+	if err != nil || res.Dropped != 0 {
+		t.Fatal(res, err)
+	}
+	deliverAll(t, d, "cmd", 1, 3, 1)
+	c.receiveWindowed(1, 3, 1, 1)
+	deadline := time.Now().Add(15 * time.Second)
+	for !res.Settled() && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !res.Settled() {
+		t.Fatal("the discarded message is still awaiting acknowledgement")
 	}
 }
