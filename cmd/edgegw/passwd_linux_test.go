@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
@@ -35,6 +36,20 @@ func openPTY(t *testing.T) (leader, follower *os.File) {
 	return ptmx, tty
 }
 
+// waitEchoOff waits (at most 10 s) until the terminal no longer echoes:
+// the prompt is printed just before term.ReadPassword turns echo off, and
+// a person typing in between would see the password echoed.
+func waitEchoOff(fd int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err != nil || st.Lflag&unix.ECHO == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // On a terminal the password is asked twice, not echoed, and must match.
 func TestPasswdPromptsOnATerminal(t *testing.T) {
 	for _, tc := range []struct {
@@ -45,6 +60,7 @@ func TestPasswdPromptsOnATerminal(t *testing.T) {
 		{"s3cret", "other", false},
 	} {
 		leader, tty := openPTY(t)
+		ttyFd := int(tty.Fd()) // read before the goroutine: Close writes the File
 		var echoed bytes.Buffer
 		var wg sync.WaitGroup
 		wg.Add(1)
@@ -59,10 +75,12 @@ func TestPasswdPromptsOnATerminal(t *testing.T) {
 					return
 				}
 				if typed == 0 && strings.Contains(echoed.String(), "Password: ") {
+					waitEchoOff(ttyFd)
 					leader.Write([]byte(tc.first + "\r"))
 					typed++
 				}
 				if typed == 1 && strings.Contains(echoed.String(), "Again: ") {
+					waitEchoOff(ttyFd)
 					leader.Write([]byte(tc.again + "\r"))
 					typed++
 				}
