@@ -27,6 +27,12 @@ const downlinkCommitEvery = 20
 // again. No command is skipped; the ones delivered twice are bounded by
 // twice the commit batch per partition, and counted here.
 func TestDownlinkSIGKILLSkipsNoCommand(t *testing.T) {
+	downlinkKillTest(t, 1, 3000)
+}
+
+// downlinkKillTest streams n commands and kills the gateway kills times,
+// evenly through the stream.
+func downlinkKillTest(t *testing.T, kills, n int) {
 	d := startExternalDIS(t)
 	const partitions = 2
 	dur := 24
@@ -51,7 +57,7 @@ func TestDownlinkSIGKILLSkipsNoCommand(t *testing.T) {
     - {stream: commands, topic: "devices/{partition_key}/commands", qos: 1}
 `, downlinkCommitEvery))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(kills+3)*time.Minute)
 	defer cancel()
 	start := func() (*exec.Cmd, *lockedBuffer) {
 		logs := &lockedBuffer{}
@@ -83,45 +89,6 @@ func TestDownlinkSIGKILLSkipsNoCommand(t *testing.T) {
 		}
 		return c
 	}
-	waitReceived := func(n int, what string) {
-		deadline := time.Now().Add(2 * time.Minute)
-		for len(received()) < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d commands after 2 minutes, want %d", what, len(received()), n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-
-	gw, logs := start()
-	defer func() { gw.Process.Kill(); gw.Wait() }()
-	sub := subscribe()
-
-	const n, keys = 3000, 10
-	for i := 0; i < n; i += 100 {
-		req := &dis.PutRecordsRequest{StreamName: "commands"}
-		for j := i; j < i+100; j++ {
-			req.Records = append(req.Records, dis.PutRecordsRequestEntry{Data: []byte(strconv.Itoa(j)), PartitionKey: "k" + strconv.Itoa(j%keys)})
-		}
-		if resp, err := d.client.PutRecords(context.Background(), req); err != nil || resp.FailedRecordCount > 0 {
-			t.Fatalf("PutRecords: %v %+v", err, resp)
-		}
-	}
-	waitReceived(n/3, "before the kill")
-	if err := gw.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	gw.Wait()
-	before := len(received())
-	if before >= n {
-		t.Fatalf("all %d commands arrived before the kill; the test needs a backlog", n)
-	}
-	sub.Disconnect(0)
-
-	px.SetDown(true) // until the subscriber is back
-	gw, logs = start()
-	sub = subscribe()
-	px.SetDown(false)
 	distinct := func() map[string]int {
 		m := map[string]int{}
 		for _, p := range received() {
@@ -129,22 +96,59 @@ func TestDownlinkSIGKILLSkipsNoCommand(t *testing.T) {
 		}
 		return m
 	}
+
+	gw, logs := start()
+	defer func() { gw.Process.Kill(); gw.Wait() }()
+	sub := subscribe()
+
+	const keys = 10
+	for i := 0; i < n; i += 100 {
+		req := &dis.PutRecordsRequest{StreamName: "commands"}
+		for j := i; j < min(i+100, n); j++ {
+			req.Records = append(req.Records, dis.PutRecordsRequestEntry{Data: []byte(strconv.Itoa(j)), PartitionKey: "k" + strconv.Itoa(j%keys)})
+		}
+		if resp, err := d.client.PutRecords(context.Background(), req); err != nil || resp.FailedRecordCount > 0 {
+			t.Fatalf("PutRecords: %v %+v", err, resp)
+		}
+	}
+	for k := 1; k <= kills; k++ {
+		at := k * n / (kills + 1)
+		deadline := time.Now().Add(2 * time.Minute)
+		for len(distinct()) < at {
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: %d distinct commands after 2 minutes, want %d; gateway log:\n%s", k, len(distinct()), at, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := gw.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		gw.Wait()
+		if len(distinct()) >= n {
+			t.Fatalf("kill %d: all %d commands arrived before it; the test needs a backlog", k, n)
+		}
+		sub.Disconnect(0)
+		px.SetDown(true) // until the subscriber is back
+		gw, logs = start()
+		sub = subscribe()
+		px.SetDown(false)
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for len(distinct()) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d distinct commands after the restart; gateway log:\n%s", len(distinct()), n, logs.String())
+			t.Fatalf("%d of %d distinct commands after the last restart; gateway log:\n%s", len(distinct()), n, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	all := received()
 	dups := len(all) - n
-	// Per partition: the records after the last checkpoint, at most
-	// commit_every_records delivered since it plus at most as many that
-	// were unacknowledged when it was committed.
-	if bound := partitions * 2 * downlinkCommitEvery; dups > bound {
-		t.Fatalf("%d commands delivered twice; want at most %d", dups, bound)
+	// Per partition and kill: the records after the last checkpoint, at
+	// most commit_every_records delivered since it plus at most as many
+	// that were unacknowledged when it was committed.
+	if bound := kills * partitions * 2 * downlinkCommitEvery; dups > bound {
+		t.Fatalf("%d commands delivered twice after %d kills; want at most %d", dups, kills, bound)
 	}
-	t.Logf("killed after %d of %d commands; %d delivered twice after the restart", before, n, dups)
+	t.Logf("%d kills during %d commands: none skipped, %d delivered twice", kills, n, dups)
 	// First deliveries keep each key's order.
 	last := map[string]int{}
 	seen := map[string]bool{}
