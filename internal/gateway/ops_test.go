@@ -203,3 +203,36 @@ func TestDownlinkStatusConversion(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }
+
+// A running downlink shows in the status API and the metrics: its state,
+// the records it delivered, and each partition's lag.
+func TestDownlinkInStatusAndMetrics(t *testing.T) {
+	const token = "downlink-status-token"
+	cfg := downlinkConfig(t)
+	cfg.Admin.Token = token
+	gw := startGateway(t, cfg)
+	var got atomic.Int64
+	mqtttest.Connect(t, gw.mqttAddr(), "d1", func(o *paho.ClientOptions) {
+		o.SetDefaultPublishHandler(func(paho.Client, paho.Message) { got.Add(1) })
+		o.SetOnConnectHandler(func(c paho.Client) { c.Subscribe("devices/d1/commands", 1, nil) })
+	})
+	c := disClient(t, gw.gw.DISEndpoint())
+	createStream(t, c, "commands", 1)
+	putCommands(t, c, "cmd-", 0, 20, func(int) string { return "d1" })
+
+	waitFor(t, "20 commands delivered and the lag at 0", time.Minute, func() bool {
+		d := statusOf(t, gw, token).Downlink
+		return got.Load() == 20 && d != nil && d.Delivered == 20 && len(d.Partitions) == 1 && d.Partitions[0].Lag == 0
+	})
+	m := scrape(t, gw, token)
+	for series, want := range map[string]float64{
+		`edgegw_downlink_running`:                                                       1,
+		`edgegw_downlink_records_delivered_total`:                                       20,
+		`edgegw_downlink_records_dead_lettered_total`:                                   0,
+		`edgegw_downlink_lag_records{partition="shardId-0000000000",stream="commands"}`: 0,
+	} {
+		if v, ok := m[series]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
+		}
+	}
+}
