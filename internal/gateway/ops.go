@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -236,7 +237,11 @@ func (g *Gateway) logReload(res admin.ReloadResult) {
 		g.log.Error("configuration reload refused; the running configuration stays", "reasons", res.Errors)
 		return
 	}
-	attrs := []any{"applied", res.Applied}
+	applied := "nothing that reload applies had changed"
+	if len(res.Applied) > 0 {
+		applied = strings.Join(res.Applied, ", ")
+	}
+	attrs := []any{"applied", applied}
 	if len(res.RestartNeeded) > 0 {
 		attrs = append(attrs, "restart_needed", res.RestartNeeded)
 		g.log.Warn("configuration reloaded; some changes take effect only after a restart", attrs...)
