@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"context"
-	"strings"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
