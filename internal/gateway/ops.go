@@ -27,7 +27,7 @@ type ops struct {
 	srv     *admin.Server // nil when admin.listen is empty
 	traffic *broker.Traffic
 	// downlink returns the downlink's snapshot; nil when none runs. Set by
-	// the downlink's wiring before the admin server starts.
+	// the downlink's wiring (downlink.go) before Ready; read only after it.
 	downlink func() downlink.Stats
 	errs     *admin.RecentErrors
 	dead     *admin.DeadLetters
