@@ -356,7 +356,10 @@ func fullThenRecover(t *testing.T, gw *running, maxPerDevice int, makeRoom func(
 	if t.Failed() {
 		t.FailNow()
 	}
-	if code := v5Publish(t, gw.mqttAddr(), "v5-d3", "devices/d3/telemetry", payload("d3", 0)); code != packets.ErrQuotaExceeded.Code {
+	// payload(_, 49) is the largest of the family: the room left after the
+	// refusals is smaller than some refused message, so this cannot fit.
+	const d3n = 49
+	if code := v5Publish(t, gw.mqttAddr(), "v5-d3", "devices/d3/telemetry", payload("d3", d3n)); code != packets.ErrQuotaExceeded.Code {
 		t.Fatalf("MQTT 5 publish to a full buffer: reason 0x%02x, want 0x97 (quota exceeded)", code)
 	}
 	refusedBefore := gw.gw.ingest.refused.Load()
@@ -369,7 +372,7 @@ func fullThenRecover(t *testing.T, gw *running, maxPerDevice int, makeRoom func(
 	// Ingest resumes (retry: the room comes back asynchronously).
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		code := v5Publish(t, gw.mqttAddr(), "v5-d3", "devices/d3/telemetry", payload("d3", 0))
+		code := v5Publish(t, gw.mqttAddr(), "v5-d3", "devices/d3/telemetry", payload("d3", d3n))
 		if code == 0 {
 			break
 		}
@@ -378,7 +381,7 @@ func fullThenRecover(t *testing.T, gw *running, maxPerDevice int, makeRoom func(
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	acked["d3"] = []int{0}
+	acked["d3"] = []int{d3n}
 	c := mqtttest.Connect(t, gw.mqttAddr(), "pub-d4")
 	payloads := [][]byte{payload("d4", 0), payload("d4", 1), payload("d4", 2)}
 	if err := mqtttest.FirstError(mqtttest.PublishAll(c, []string{"devices/d4/telemetry"}, payloads, 1, 4, time.Minute)); err != nil {
