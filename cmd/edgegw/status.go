@@ -196,7 +196,11 @@ func printStatus(w io.Writer, st *admin.Status) error {
 	}
 	if n := len(st.Errors); n > 0 {
 		e := st.Errors[n-1]
-		fmt.Fprintf(w, "\nlast error (%s): %s %s\n", e.Time.Local().Format(time.DateTime), e.Message, oneLine(e.Attrs, 200))
+		kind := "error"
+		if e.Level == "WARN" {
+			kind = "warning"
+		}
+		fmt.Fprintf(w, "\nlast %s (%s): %s %s\n", kind, e.Time.Local().Format(time.DateTime), e.Message, oneLine(e.Attrs, 200))
 	}
 	return nil
 }
