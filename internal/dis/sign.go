@@ -50,6 +50,7 @@ var (
 	ErrMissingSdkDate  = errors.New("X-Sdk-Date header is missing or malformed")
 	ErrScopeMismatch   = errors.New("credential scope does not match X-Sdk-Date or service")
 	ErrUnsignedHeaders = errors.New("required header is not signed")
+	ErrBodyHash        = errors.New("X-Sdk-Content-Sha256 does not match the body")
 )
 
 // AuthForm tells the two signing forms apart.
@@ -219,6 +220,19 @@ func VerifyRequest(req *http.Request, body []byte, lookup func(ak string) (sk st
 	if !containsString(a.SignedHeaders, "x-sdk-date") {
 		// Without it a captured request could be replayed forever.
 		return a, fmt.Errorf("%w: x-sdk-date", ErrUnsignedHeaders)
+	}
+	// The canonical request takes the payload hash from X-Sdk-Content-Sha256
+	// when present, so the header must not let a body other than the signed
+	// one through: a hash must be the body's own, and UNSIGNED-PAYLOAD (the
+	// client's explicit choice not to sign the body) counts only if signed.
+	if h := req.Header.Get(HeaderContentSha256); h != "" {
+		if h == UnsignedPayload {
+			if !containsString(a.SignedHeaders, strings.ToLower(HeaderContentSha256)) {
+				return a, fmt.Errorf("%w: x-sdk-content-sha256 (UNSIGNED-PAYLOAD)", ErrUnsignedHeaders)
+			}
+		} else if sum := sha256.Sum256(body); !strings.EqualFold(h, hex.EncodeToString(sum[:])) {
+			return a, ErrBodyHash
+		}
 	}
 	sk, ok := lookup(a.AccessKey)
 	if !ok {

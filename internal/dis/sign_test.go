@@ -2,6 +2,8 @@ package dis
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -132,6 +134,39 @@ func TestVerifyRequest(t *testing.T) {
 			r.Header.Del(HeaderSdkDate)
 			return r
 		}, body, vectorTime, ErrMissingSdkDate},
+		{"a hash header cannot vouch for a different body", func(t *testing.T) *http.Request {
+			r := signAPIG(t)
+			sum := sha256.Sum256(body) // the signed body's hash, sent with another body
+			r.Header.Set(HeaderContentSha256, hex.EncodeToString(sum[:]))
+			return r
+		}, []byte(`{"stream_name":"evil"}`), vectorTime, ErrBodyHash},
+		{"a hash header equal to the body's own hash verifies", func(t *testing.T) *http.Request {
+			req := vectorRequest(t, "POST", "/v2/proj123/records", body)
+			sum := sha256.Sum256(body)
+			req.Header.Set(HeaderContentSha256, hex.EncodeToString(sum[:]))
+			if err := SignRequest(req, body, "AKTEST", "SKTEST", vectorTime); err != nil {
+				t.Fatal(err)
+			}
+			return received(t, req, body)
+		}, body, vectorTime, nil},
+		{"a signed UNSIGNED-PAYLOAD verifies without hashing the body", func(t *testing.T) *http.Request {
+			req := vectorRequest(t, "POST", "/v2/proj123/records", body)
+			req.Header.Set(HeaderContentSha256, UnsignedPayload)
+			if err := SignRequest(req, body, "AKTEST", "SKTEST", vectorTime); err != nil {
+				t.Fatal(err)
+			}
+			return received(t, req, body)
+		}, body, vectorTime, nil},
+		{"an unsigned UNSIGNED-PAYLOAD is refused", func(t *testing.T) *http.Request {
+			req := vectorRequest(t, "POST", "/v2/proj123/records", body)
+			req.Header.Set(HeaderContentSha256, UnsignedPayload)
+			if err := SignRequest(req, body, "AKTEST", "SKTEST", vectorTime); err != nil {
+				t.Fatal(err)
+			}
+			r := received(t, req, body)
+			r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), ";x-sdk-content-sha256", "", 1))
+			return r
+		}, []byte(`{"stream_name":"evil"}`), vectorTime, ErrUnsignedHeaders},
 		{"x-sdk-date must be signed", func(t *testing.T) *http.Request {
 			r := signAPIG(t)
 			r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), ";x-sdk-date", "", 1))

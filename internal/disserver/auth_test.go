@@ -1,6 +1,8 @@
 package disserver
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,6 +60,23 @@ func TestAKSK(t *testing.T) {
 		}
 		e.mustStatus(200, e.do("GET", streamsPath+"/s/", nil))
 		e.put("s", putEntry{Data: b64("y")})
+	})
+	t.Run("X-Sdk-Content-Sha256 cannot vouch for a body other than the signed one", func(t *testing.T) {
+		signed := []byte(`{"stream_name":"s","records":[{"data":"` + b64("good") + `"}]}`)
+		sum := sha256.Sum256(signed)
+		e.sign = func(r *http.Request, _ []byte) {
+			if err := dis.SignRequest(r, signed, "AKTEST", "SKTEST", e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			r.Header.Set(dis.HeaderContentSha256, hex.EncodeToString(sum[:]))
+		}
+		r := e.do("POST", recordsPath, []byte(`{"stream_name":"s","records":[{"data":"`+b64("evil")+`"}]}`))
+		if r.status != 401 || r.errCode(t) != "APIGW.0301" {
+			t.Fatalf("swapped body: %d %s", r.status, r.body)
+		}
+		// The same header with the body it names verifies.
+		r = e.do("POST", recordsPath, signed)
+		e.mustStatus(200, r)
 	})
 	t.Run("wrong secret is 401", func(t *testing.T) {
 		e.signWith("AKTEST", "WRONG")
