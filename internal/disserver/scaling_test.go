@@ -33,6 +33,7 @@ func TestUpdatePartitionCount(t *testing.T) {
 		{name: "scale up beyond the quota is DIS.4308", method: "PUT", path: streamsPath + "/s", body: scale(5), status: 400, code: "DIS.4308"},
 		{name: "zero target is refused", method: "PUT", path: streamsPath + "/s", body: scale(0), status: 400, code: "DIS.4300", msg: "target_partition_count"},
 		{name: "stream_name must match the path", method: "PUT", path: streamsPath + "/s", body: map[string]any{"stream_name": "t", "target_partition_count": 1}, status: 400, code: "DIS.4300", msg: "stream_name"},
+		{name: "stream_name is mandatory (§5.1.5)", method: "PUT", path: streamsPath + "/s", body: map[string]any{"target_partition_count": 1}, status: 400, code: "DIS.4300", msg: "stream_name"},
 		{name: "unknown stream is DIS.4301", method: "PUT", path: streamsPath + "/nope", body: map[string]any{"stream_name": "nope", "target_partition_count": 1}, status: 400, code: "DIS.4301"},
 	})
 	t.Run("scale-down leaves the partition DELETED and readable, not writable", func(t *testing.T) {
@@ -181,6 +182,8 @@ func TestUpdateStream(t *testing.T) {
 	runCases(t, e, []apiCase{
 		{name: "v3 update answers 204", method: "PUT", path: v3, body: map[string]any{"stream_name": "s", "data_duration": 48, "data_type": "JSON",
 			"data_schema": `{"type":"record","name":"r","fields":[{"name":"a","type":"int"}]}`}, status: 204, check: emptyBody},
+		{name: "stream_name is mandatory (§5.1.7)", method: "PUT", path: v3, body: map[string]any{"data_duration": 48}, status: 400, code: "DIS.4300", msg: "stream_name"},
+		{name: "stream_name must match the path", method: "PUT", path: v3, body: map[string]any{"stream_name": "t", "data_duration": 48}, status: 400, code: "DIS.4300", msg: "stream_name"},
 		{name: "data_duration out of range", method: "PUT", path: v3, body: map[string]any{"stream_name": "s", "data_duration": 100}, status: 400, code: "DIS.4300", msg: "data_duration"},
 		{name: "invalid schema is DIS.4360", method: "PUT", path: v3, body: map[string]any{"stream_name": "s", "data_schema": "{"}, status: 400, code: "DIS.4360"},
 		{name: "unknown stream is DIS.4301", method: "PUT", path: "/v3/" + testProject + "/streams/nope", body: map[string]any{"stream_name": "nope", "data_duration": 48}, status: 400, code: "DIS.4301"},

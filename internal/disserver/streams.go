@@ -504,6 +504,18 @@ func (s *Server) hDeleteStream(c *call) error {
 	return c.empty(http.StatusNoContent)
 }
 
+// checkBodyStreamName checks the body's stream_name, mandatory in §5.1.5
+// and §5.1.7 (every SDK sends it), against the stream in the path.
+func checkBodyStreamName(body, path string) error {
+	if body == "" {
+		return bodyError("stream_name", "is required and must name the stream in the path %q", path)
+	}
+	if body != path {
+		return bodyError("stream_name", "%q does not match the stream in the path %q", body, path)
+	}
+	return nil
+}
+
 // hUpdatePartitionCount serves PUT /v2/{project_id}/streams/{stream_name}
 // (§5.1.5). Scale-up re-activates partitions in index order (ACTIVE
 // partitions are always 0..n-1, which client-side routing assumes);
@@ -515,8 +527,8 @@ func (s *Server) hUpdatePartitionCount(c *call) error {
 		return err
 	}
 	name := c.seg[1]
-	if req.StreamName != "" && req.StreamName != name {
-		return bodyError("stream_name", "%q does not match the stream in the path %q", req.StreamName, name)
+	if err := checkBodyStreamName(req.StreamName, name); err != nil {
+		return err
 	}
 	if req.TargetPartitionCount < 1 {
 		return bodyError("target_partition_count", "%d must be greater than 0", req.TargetPartitionCount)
@@ -605,8 +617,8 @@ func (s *Server) hUpdateStream(c *call) error {
 		return err
 	}
 	name := c.seg[1]
-	if req.StreamName != "" && req.StreamName != name {
-		return bodyError("stream_name", "%q does not match the stream in the path %q", req.StreamName, name)
+	if err := checkBodyStreamName(req.StreamName, name); err != nil {
+		return err
 	}
 	if req.DataDuration != nil {
 		if err := validateDuration("data_duration", *req.DataDuration); err != nil {
