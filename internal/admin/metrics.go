@@ -54,7 +54,7 @@ var (
 	dSchemaChecked    = desc("schema_validations_total", "Payloads checked against a stream's schema, by result (passed, unvalidated: accepted before the schema was known).", "stream", "result")
 	dSchemaRejected   = desc("schema_rejected_total", "Payloads that failed a stream's schema, by validation code.", "stream", "code")
 	dUnrouted         = desc("router_unmatched_total", "Publishes that matched no route and went to MQTT subscribers only.")
-	dDeadLetters      = desc("dead_letters_total", "Records sent to the dead-letter topic, by source (router, schema, dis).", "source")
+	dDeadLetters      = desc("dead_letters_total", "Records sent to the dead-letter topic, by source (router, schema, dis, downlink).", "source")
 	dBufRecords       = desc("buffer_records", "Records in the buffer waiting for DIS.", "stream")
 	dBufBytes         = desc("buffer_bytes", "Bytes in the buffer waiting for DIS (what buffer.max_bytes bounds).", "stream")
 	dBufOldest        = desc("buffer_oldest_record_age_seconds", "Age of the oldest buffered record; 0 when the stream's buffer is empty.", "stream")
@@ -211,8 +211,11 @@ var RejectReasons = []string{"invalid_payload", "unroutable", "no_schema", "buff
 // RejectACLDenied counts publishes the ACLs refused before the ingest path.
 const RejectACLDenied = "acl_denied"
 
-// DeadLetterSources are the values of the source label of edgegw_dead_letters_total.
-var DeadLetterSources = []string{"router", "schema", "dis"}
+// DeadLetterSources are the values of the source label of
+// edgegw_dead_letters_total, always all exported (0 until seen) so rate()
+// works from the first one: the uplink's (router, schema, dis) and the
+// downlink's records it gave up on.
+var DeadLetterSources = []string{"router", "schema", "dis", "downlink"}
 
 // withKeys returns base followed by the keys of m not in base, sorted.
 func withKeys(base []string, m map[string]uint64) []string {

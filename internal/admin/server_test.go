@@ -191,6 +191,7 @@ func TestMetricsExposeStatus(t *testing.T) {
 		`edgegw_router_unmatched_total 1`,
 		`edgegw_dead_letters_total{source="router"} 2`,
 		`edgegw_dead_letters_total{source="schema"} 0`,
+		`edgegw_dead_letters_total{source="downlink"} 0`,
 		`edgegw_buffer_records{stream="telemetry"} 9`,
 		`edgegw_buffer_bytes{stream="telemetry"} 900`,
 		`edgegw_buffer_oldest_record_age_seconds{stream="telemetry"} 1.5`,

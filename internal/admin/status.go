@@ -173,7 +173,7 @@ type DownlinkPartition struct {
 // DeadLetterStatus counts dead letters and keeps the most recent ones.
 type DeadLetterStatus struct {
 	Total    uint64            `json:"total"`
-	BySource map[string]uint64 `json:"by_source"` // router | schema | dis
+	BySource map[string]uint64 `json:"by_source"` // router | schema | dis | downlink
 	Recent   []DeadLetter      `json:"recent"`    // newest last
 }
 

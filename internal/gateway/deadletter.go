@@ -25,7 +25,7 @@ const unroutedStream = "_unrouted"
 // stream: refused by the router, the schema check, or DIS itself.
 type deadLetter struct {
 	Stream string `json:"stream"`
-	Source string `json:"source"` // router | schema | dis
+	Source string `json:"source"` // router | schema | dis | downlink
 	// Code is the schema.ValidationError code (type, range, missing_field,
 	// ...) or the DIS error code (DIS.4xxx).
 	Code string `json:"code,omitempty"`
