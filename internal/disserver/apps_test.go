@@ -139,6 +139,10 @@ func TestCheckpoints(t *testing.T) {
 	runCases(t, e, []apiCase{
 		{name: "consumption state needs checkpoint_type", method: "GET", path: appsPath + "/a/streams/s", status: 400, code: "DIS.4200"},
 		{name: "consumption state of unknown app", method: "GET", path: appsPath + "/zz/streams/s?checkpoint_type=LAST_READ", status: 400, code: "DIS.4332"},
+		{name: "consumption state with a malformed start_partition_id", method: "GET", path: appsPath + "/a/streams/s?checkpoint_type=LAST_READ&start_partition_id=p1", status: 400, code: "DIS.4201"},
+		{name: "consumption state limit 1001 is refused", method: "GET", path: appsPath + "/a/streams/s?checkpoint_type=LAST_READ&limit=1001", status: 400, code: "DIS.4200"},
+		{name: "get on an unknown stream", method: "GET", path: checkpointsPath + "?app_name=a&stream_name=zz&partition_id=0&checkpoint_type=LAST_READ", status: 400, code: "DIS.4301"},
+		{name: "get on an unknown partition", method: "GET", path: checkpointsPath + "?app_name=a&stream_name=s&partition_id=9&checkpoint_type=LAST_READ", status: 400, code: "DIS.4302"},
 		{name: "consumption state of unknown stream", method: "GET", path: appsPath + "/a/streams/zz?checkpoint_type=LAST_READ", status: 400, code: "DIS.4301"},
 		{name: "delete of an unknown app's checkpoints", method: "DELETE", path: checkpointsPath + "?app_name=zz&stream_name=s&checkpoint_type=LAST_READ", status: 400, code: "DIS.4332"},
 		{name: "delete on an unknown stream", method: "DELETE", path: checkpointsPath + "?app_name=a&stream_name=zz&checkpoint_type=LAST_READ", status: 400, code: "DIS.4301"},

@@ -120,6 +120,27 @@ func TestAKSK(t *testing.T) {
 		if r.status != 400 || r.errCode(t) != "DIS.4301" {
 			t.Fatalf("cursor of %s read from otherproj: %d %s", testProject, r.status, r.body)
 		}
+		// Apps and checkpoints are per project too.
+		e.mustStatus(201, e.do("POST", appsPath, map[string]any{"app_name": "a"}))
+		e.mustStatus(201, e.do("POST", checkpointsPath, commitBody("a", "s", "0", "1")))
+		for _, path := range []string{"/v2/otherproj/apps/a", "/v2/otherproj/checkpoints?app_name=a&stream_name=s&partition_id=0&checkpoint_type=LAST_READ"} {
+			if r := e.do("GET", path, nil); r.status != 400 || r.errCode(t) != "DIS.4332" {
+				t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+			}
+		}
+		if r := e.do("POST", "/v2/otherproj/checkpoints", commitBody("a", "s", "0", "0")); r.status != 400 || r.errCode(t) != "DIS.4332" {
+			t.Fatalf("commit into otherproj: %d %s", r.status, r.body)
+		}
+		var l dis.ListAppsResponse
+		e.mustStatus(200, e.do("GET", "/v2/otherproj/apps", nil)).decode(t, &l)
+		if len(l.Apps) != 0 || l.TotalNumber != 0 {
+			t.Fatalf("apps of %s listed in otherproj: %+v", testProject, l)
+		}
+		var cp dis.GetCheckpointResponse
+		e.mustStatus(200, e.do("GET", checkpointsPath+"?app_name=a&stream_name=s&partition_id=0&checkpoint_type=LAST_READ", nil)).decode(t, &cp)
+		if cp.SequenceNumber != "1" {
+			t.Fatalf("checkpoint in %s changed: %+v", testProject, cp)
+		}
 	})
 	t.Run("tokens are refused in aksk mode", func(t *testing.T) {
 		e.sign = nil
