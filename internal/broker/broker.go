@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"sync"
@@ -169,7 +170,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPacketSize
-	caps.MaximumSessionExpiryInterval = uint32(opts.MaxSessionExpiry / time.Second)
+	// MQTT counts the session expiry in 32-bit seconds (about 136 years):
+	// cap a longer duration there instead of letting it wrap to a short one.
+	caps.MaximumSessionExpiryInterval = uint32(min(opts.MaxSessionExpiry/time.Second, math.MaxUint32))
 	if opts.ReceiveMaximum > 0 {
 		caps.ReceiveMaximum = opts.ReceiveMaximum
 	}
