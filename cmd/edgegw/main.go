@@ -1,10 +1,6 @@
-// Command edgegw is the MQTT → DIS edge gateway.
-//
-//	edgegw run [-c FILE] [--check-config]   run the gateway
-//	edgegw config check [-c FILE]           validate the config and exit
-//	edgegw dis serve [--listen ADDR] [--data-dir DIR] [-c FILE]
-//	edgegw dis tail STREAM [--from trim_horizon|latest] [-c FILE]
-//	edgegw version
+// Command edgegw is the MQTT → DIS edge gateway: run, config check, dis
+// serve|tail|streams|put, status, reload, buffer stats, passwd and version
+// (topUsage lists them; "edgegw COMMAND -h" gives each one's flags).
 //
 // Every command reads the same config file (-c, default configs/edgegw.yaml)
 // for its endpoint and credentials. Exit codes: 0 success, 1 runtime failure,
@@ -94,12 +90,22 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "run":
 		return cmdRun(ctx, rest, stdout, stderr)
 	case "config":
+		if len(rest) > 0 && isHelp(rest[0]) {
+			fmt.Fprint(stdout, configUsage)
+			return nil
+		}
 		if len(rest) == 0 || rest[0] != "check" {
+			fmt.Fprint(stderr, configUsage)
 			return usagef("usage: edgegw config check [-c FILE]")
 		}
 		return cmdConfigCheck(rest[1:], stdout, stderr)
 	case "dis":
+		if len(rest) > 0 && isHelp(rest[0]) {
+			fmt.Fprint(stdout, disUsage)
+			return nil
+		}
 		if len(rest) == 0 {
+			fmt.Fprint(stderr, disUsage)
 			return usagef("usage: edgegw dis serve|tail|streams|put ...")
 		}
 		switch rest[0] {
@@ -112,6 +118,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case "put":
 			return cmdDISPut(ctx, rest[1:], os.Stdin, stdout, stderr)
 		}
+		fmt.Fprint(stderr, disUsage)
 		return usagef("unknown command \"dis %s\"; use serve, tail, streams or put", rest[0])
 	case "status":
 		return cmdStatus(ctx, rest, stdout, stderr)
@@ -131,6 +138,26 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprint(stderr, topUsage)
 	return usagef("unknown command %q", cmd)
 }
+
+const configUsage = `Usage: edgegw config check [-c FILE]
+
+Validates the config file (default configs/edgegw.yaml) and exits: 0 when it
+is valid, 2 with every problem (key, line, what to write instead) when not.
+`
+
+const disUsage = `Usage: edgegw dis COMMAND ...
+
+  serve                       run the DIS-compatible server alone
+  tail STREAM                 print a stream's records (progress line on a terminal)
+  streams list|create|describe|delete   manage streams
+  put STREAM [DATA ...]       write records (or the lines of stdin)
+
+Every command reads the DIS endpoint and credentials from -c FILE.
+Run "edgegw dis COMMAND -h" for a command's flags.
+`
+
+// isHelp reports whether arg asks for help instead of naming a subcommand.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
 // prints its usage to stderr.
