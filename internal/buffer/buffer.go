@@ -713,6 +713,22 @@ func (b *Buffer) Head(stream string) uint64 {
 	return 1
 }
 
+// Buffered reports, for each of seqs, whether stream still holds that record:
+// false once it was acked, dropped by overflow or expired. The uplink checks
+// it before sending records it read ahead, so a record counted as dropped is
+// not sent after all (up to the moment of the check).
+func (b *Buffer) Buffered(stream string, seqs []uint64) []bool {
+	out := make([]bool, len(seqs))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := b.streams[stream]; s != nil {
+		for i, seq := range seqs {
+			out[i] = s.win.get(seq) != 0
+		}
+	}
+	return out
+}
+
 // Notify returns a channel (capacity 1) that receives a value after each
 // commit that added records to stream. A reader drains it, then Reads until
 // empty, then waits on it again; one signal may stand for many commits.

@@ -75,6 +75,13 @@ type Source interface {
 	Notify(stream string) <-chan struct{}
 }
 
+// bufferedChecker is implemented by a Source that can tell whether records
+// read earlier are still buffered (*buffer.Buffer). Records it dropped
+// meanwhile (overflow drop_oldest, max age) are then not sent.
+type bufferedChecker interface {
+	Buffered(stream string, seqs []uint64) []bool
+}
+
 // Sink is where records go (*dis.Client).
 type Sink interface {
 	PutRecords(ctx context.Context, req *dis.PutRecordsRequest) (*dis.PutRecordsResponse, error)
@@ -168,6 +175,9 @@ type Stats struct {
 	// AckErrors counts buffer acknowledgements that failed after DIS accepted
 	// the records (they are sent again after a restart: duplicates).
 	AckErrors uint64
+	// Skipped counts records read ahead that the buffer dropped (overflow
+	// drop_oldest, max age) before they were sent; they are not sent.
+	Skipped uint64
 
 	InFlight   int // requests in flight now
 	Pending    int // records read from the buffer and not yet settled (incl. in flight)
@@ -320,6 +330,7 @@ type outcome struct {
 	// failure, or held back behind an isolated record).
 	settled, retry, unsent []*item
 	sent, dead, inversions uint64
+	skipped                uint64
 	ackErr                 bool
 	err                    error // the whole-request failure, if any
 	requests, failedReqs   uint64
@@ -607,7 +618,7 @@ func (r *runner) settle(res outcome) {
 			r.u.log.Warn("uplink: PutRecords failed; records stay buffered and will be retried",
 				"stream", r.stream, "records", len(res.items), "attempt", r.fails, "retry_in", d.Round(time.Millisecond), "err", res.err)
 		}
-	} else {
+	} else if res.requests > 0 { // a batch the buffer had wholly dropped sent nothing: no news about DIS
 		r.fails = 0
 		r.backoff = r.o.BackoffInitial
 		r.pausedTill = time.Time{}
@@ -630,6 +641,7 @@ func (r *runner) settle(res outcome) {
 		s.DeadLettered += res.dead
 		s.Retried += uint64(len(res.retry))
 		s.OrderInversions += res.inversions
+		s.Skipped += res.skipped
 		s.Requests += res.requests
 		s.FailedRequest += res.failedReqs
 		if res.ackErr {
@@ -637,7 +649,7 @@ func (r *runner) settle(res outcome) {
 		}
 		if res.err != nil {
 			s.LastError = res.err.Error()
-		} else {
+		} else if res.requests > 0 {
 			s.LastOK = now
 		}
 		if s.State != st {
@@ -668,6 +680,10 @@ func (r *runner) publish() {
 // goroutine.
 func (u *Uplink) sendBatch(ctx context.Context, stream string, batch []*item) outcome {
 	res := outcome{items: batch}
+	batch = u.dropUnbuffered(stream, batch, &res)
+	if len(batch) == 0 {
+		return res
+	}
 	u.put(ctx, stream, batch, &res)
 	if len(res.settled) > 0 {
 		seqs := make([]uint64, len(res.settled))
@@ -682,6 +698,33 @@ func (u *Uplink) sendBatch(ctx context.Context, stream string, batch []*item) ou
 		}
 	}
 	return res
+}
+
+// dropUnbuffered settles, unsent, the records of batch the buffer no longer
+// holds: the runner read them ahead (possibly long ago, while DIS was down)
+// and the buffer has since dropped them by its overflow policy or max age,
+// counting them there. It returns the rest. A drop after this check can
+// still let a record through: at-least-once, never a loss.
+func (u *Uplink) dropUnbuffered(stream string, batch []*item, res *outcome) []*item {
+	bc, ok := u.src.(bufferedChecker)
+	if !ok {
+		return batch
+	}
+	seqs := make([]uint64, len(batch))
+	for i, it := range batch {
+		seqs[i] = it.rec.Seq
+	}
+	live := bc.Buffered(stream, seqs)
+	kept := batch[:0:0]
+	for i, it := range batch {
+		if live[i] {
+			kept = append(kept, it)
+			continue
+		}
+		res.settled = append(res.settled, it)
+		res.skipped++
+	}
+	return kept
 }
 
 // put sends batch as one request and sorts its records into res. A body DIS
