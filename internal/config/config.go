@@ -164,6 +164,7 @@ type Stream struct {
 	DataDuration int              `yaml:"data_duration"`
 	DataSchema   string           `yaml:"data_schema"`
 	StreamSchema `yaml:",inline"` // data_schema_file, csv_*, allow_unknown_fields, avro_binary (ingest.go)
+	Buffer       StreamBuffer     `yaml:"buffer"` // per-stream bounds and overflow (streambuffer.go)
 }
 
 // Default returns the configuration used for every key a file leaves out.
@@ -391,6 +392,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateIngest(bad)...)
 	c.validateDownlink(bad)
 	c.validateStoreForward(bad)
+	c.validateStreamBuffers(bad)
 	if err := c.Routing.Validate(); err != nil {
 		errs = append(errs, err)
 	}

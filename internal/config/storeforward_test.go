@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestStoreForwardKeys(t *testing.T) {
 	d := Default()
@@ -16,5 +19,8 @@ func TestStoreForwardKeys(t *testing.T) {
 		a.Mode != "token" || a.User != "edge-writer" || a.PasswordFile != "/etc/edgegw/iam-password" || a.Domain != "acme" ||
 		a.IAMEndpoint != "https://iam.cn-north-4.myhuaweicloud.com" {
 		t.Fatalf("parsed %+v / %+v / %+v", cfg.Gateway, cfg.Uplink, cfg.DIS)
+	}
+	if b := cfg.Streams[0].Buffer; b.MaxBytes != 64<<20 || b.MaxAge.D() != 6*time.Hour || b.Overflow != "drop_oldest" {
+		t.Fatalf("streams[0].buffer %+v", b)
 	}
 }

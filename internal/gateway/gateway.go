@@ -266,12 +266,15 @@ func (g *Gateway) bufferOptions() buffer.Options {
 		Logger:   g.log.With("component", "buffer"),
 	}
 	for _, s := range g.cfg.Streams {
-		age := b.MaxAge.D()
+		age := s.Buffer.MaxAge.D()
+		if age == 0 {
+			age = b.MaxAge.D()
+		}
 		if age == 0 {
 			// Default to the stream's retention: DIS would refuse older data.
 			age = time.Duration(s.DataDuration) * time.Hour
 		}
-		opts.Streams[s.Name] = buffer.StreamOptions{MaxAge: age}
+		opts.Streams[s.Name] = buffer.StreamOptions{MaxAge: age, MaxBytes: int64(s.Buffer.MaxBytes), Overflow: buffer.Overflow(s.Buffer.Overflow)}
 	}
 	return opts
 }

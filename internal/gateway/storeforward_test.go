@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -528,4 +529,75 @@ func TestTokenAuthCredentialsNeverLogged(t *testing.T) {
 			}
 		})
 	}
+}
+
+// streams[].buffer overrides the buffer section for one stream: the global
+// policy is reject, but telemetry drops its oldest records once its own 1 MiB
+// bound is reached (DIS is down meanwhile). Every publish is acknowledged,
+// the drops are counted in the buffer's stats and the status API, and when
+// DIS returns it holds the newest records of every device, in order, once.
+func TestStreamOverflowDropOldestOverridesGlobalReject(t *testing.T) {
+	const devices, perDevice = 2, 6000 // ~1.4 MB of records: about a third must go
+	cfg := testConfig(t, t.TempDir())
+	cfg.Buffer.Overflow = "reject"
+	cfg.Streams[0].Buffer = config.StreamBuffer{MaxBytes: 1 << 20, Overflow: "drop_oldest"}
+	cfg.DIS.Builtin.Server.Faults = disserver.Faults{OutageDuration: 24 * time.Hour}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, cfg)
+	publishDevices(t, gw.mqttAddr(), devices, perDevice) // fails unless every publish is acked
+
+	ts := gw.gw.buf.Stats().Streams["telemetry"]
+	if ts.Bytes > 1<<20 || ts.DroppedOldest == 0 || ts.Rejected != 0 || ts.Appended != devices*perDevice ||
+		ts.Appended-ts.DroppedOldest != uint64(ts.Records) {
+		t.Fatalf("telemetry buffer during the outage: %+v", ts)
+	}
+	if s := gw.gw.status().Buffer.Streams["telemetry"]; s.DroppedOldest != ts.DroppedOldest {
+		t.Fatalf("status API: %d dropped, buffer counted %d", s.DroppedOldest, ts.DroppedOldest)
+	}
+
+	if err := gw.gw.disSrv.SetFaults(disserver.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for gw.gw.buf.Stats().Records > 0 || gw.gw.UplinkStats()["telemetry"].Pending > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained 2 minutes after DIS returned: buffer %+v, uplink %+v", gw.gw.buf.Stats().Streams["telemetry"], gw.gw.UplinkStats()["telemetry"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	prs, err := distest.ReadStream(context.Background(), disClient(t, gw.gw.DISEndpoint()), "telemetry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Per device: byte-exact messages in increasing order, ending at its last
+	// message (only the oldest were dropped).
+	last := map[string]int{}
+	total := 0
+	for _, p := range prs {
+		for _, r := range p.Records {
+			var m struct{ N int }
+			if err := json.Unmarshal(r.Data, &m); err != nil || !bytes.Equal(r.Data, payload(r.PartitionKey, m.N)) {
+				t.Fatalf("record %q (key %s) is not a published message", r.Data, r.PartitionKey)
+			}
+			if prev, ok := last[r.PartitionKey]; ok && m.N <= prev {
+				t.Fatalf("device %s: message %d after %d", r.PartitionKey, m.N, prev)
+			}
+			last[r.PartitionKey] = m.N
+			total++
+		}
+	}
+	for d := 0; d < devices; d++ {
+		if dev := "d" + strconv.Itoa(d); last[dev] != perDevice-1 {
+			t.Fatalf("device %s: DIS ends at message %d, want %d (the newest must survive)", dev, last[dev], perDevice-1)
+		}
+	}
+	// Exactly what the buffer held reached DIS: the records the uplink had
+	// read ahead before they were dropped were skipped, not sent.
+	up := gw.gw.UplinkStats()["telemetry"]
+	if total != int(ts.Records) || up.Sent != uint64(total) || up.Skipped == 0 {
+		t.Fatalf("DIS holds %d records; the buffer held %d; uplink %+v", total, ts.Records, up)
+	}
+	t.Logf("%d published, %d dropped oldest (%d of them skipped by the uplink), %d in DIS", devices*perDevice, ts.DroppedOldest, up.Skipped, total)
 }
