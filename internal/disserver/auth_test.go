@@ -1,10 +1,13 @@
 package disserver
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,4 +228,65 @@ func TestAuthNoneAcceptsAnything(t *testing.T) {
 	e := startEnv(t, nil)
 	e.mustStatus(200, e.do("GET", "/v2/anyone/streams", nil))
 	e.mustStatus(200, e.do("GET", streamsPath, nil, "Authorization", "SDK-HMAC-SHA256 garbage"))
+}
+
+// TestAuthNoneIsLoggedLoudly: auth none warns at startup, and says more when
+// the server listens beyond loopback; the other modes do not warn.
+func TestAuthNoneIsLoggedLoudly(t *testing.T) {
+	cases := []struct {
+		name, listen string
+		mutate       func(*Config)
+		want         []string // substrings of the one WARN line; nil: no warning
+	}{
+		{"none on loopback", "127.0.0.1:9180", nil, []string{"auth: none", "local development"}},
+		{"none on every interface", "0.0.0.0:9180", nil, []string{"auth: none", "non-loopback", "0.0.0.0:9180"}},
+		{"aksk", "0.0.0.0:9180", authConfig(AuthAKSK), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _ := testConfig(t)
+			cfg.Listen = tc.listen
+			if tc.mutate != nil {
+				tc.mutate(&cfg)
+			}
+			var buf strings.Builder
+			var mu sync.Mutex
+			log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			s, err := New(cfg, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			out := buf.String()
+			mu.Unlock()
+			if tc.want == nil {
+				if strings.Contains(out, "auth: none") {
+					t.Fatalf("mode %s warned about auth none: %s", cfg.Auth.Mode, out)
+				}
+				return
+			}
+			if !strings.Contains(out, "level=WARN") {
+				t.Fatalf("no WARN line: %q", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("warning lacks %q: %s", w, out)
+				}
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
