@@ -214,3 +214,24 @@ func TestQuotas(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionRunsInTheBackground: nobody calls the janitor here; its own
+// ticker removes the expired records and expires the DELETED partition.
+func TestRetentionRunsInTheBackground(t *testing.T) {
+	e := startEnv(t, func(c *Config) { c.JanitorInterval = time.Second }) // the shortest allowed
+	e.createStream("s", 2)
+	e.put("s", putEntry{Data: b64("old"), PartitionID: "0"}, putEntry{Data: b64("old"), PartitionID: "1"})
+	e.mustStatus(200, e.do("PUT", streamsPath+"/s", map[string]any{"stream_name": "s", "target_partition_count": 1}))
+	e.clock.Advance(24*time.Hour + time.Millisecond)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d := describeAll(t, e, "s")
+		if d.Partitions[0].SequenceNumberRange == "[1 : 1]" && d.Partitions[1].Status == "EXPIRED" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s the background janitor has not run: %+v", d.Partitions)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not a correctness wait
+	}
+}
