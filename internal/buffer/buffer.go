@@ -103,6 +103,8 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 
 	now func() time.Time // clock; tests inject one
+	// reclaimMin overrides reclaimMinLSM; tests use a small backlog.
+	reclaimMin int64
 }
 
 // Defaults, each with its reason.

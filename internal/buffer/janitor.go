@@ -239,7 +239,11 @@ func (b *Buffer) reclaim() {
 	b.mu.Lock()
 	live := b.bytes
 	b.mu.Unlock()
-	if sst < reclaimMinLSM || sst < reclaimDeadRatio*live {
+	minLSM := int64(reclaimMinLSM)
+	if b.opts.reclaimMin > 0 {
+		minLSM = b.opts.reclaimMin
+	}
+	if sst < minLSM || sst < reclaimDeadRatio*live {
 		return
 	}
 	start := time.Now()
