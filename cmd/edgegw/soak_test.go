@@ -14,6 +14,11 @@ func TestSoakSIGKILLUnderHeavyLoad(t *testing.T) {
 }
 
 // The memory test with a backlog of 1,000,000 records of ~300 bytes.
+// Measured (2 shared cores under heavy load from other work, default
+// gateway.memory_limit 96MiB): fill 11m10s, drain 2m25s; peak RssAnon 88.2 MiB
+// during the fill, 97.4 MiB overall, against the 128 MiB bound; RssFile (the
+// mmap'd tables, reclaimable page cache) peaked at 486 MiB, VmHWM 568 MiB.
+// The test takes ~14 minutes on such a box.
 func TestSoakMemoryMillionRecordBacklog(t *testing.T) {
 	memoryTest(t, 1_000_000)
 }

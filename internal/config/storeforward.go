@@ -48,8 +48,9 @@ func defaultGatewayRuntime() GatewayRuntime {
 	// 96 MiB: Badger's table builders churn the heap, and without a limit the
 	// heap grows to several times its live set; at 96 MiB the whole gateway
 	// (mochi, buffer, uplink) measured under the 128 MiB RSS target with a
-	// backlog of 1M records (cmd/edgegw TestMemoryBoundWithBacklog), while a
-	// lower limit costs ingest throughput in GC work.
+	// backlog of 1M records (peak RssAnon 97 MiB, cmd/edgegw
+	// TestSoakMemoryMillionRecordBacklog), while a lower limit costs ingest
+	// throughput in GC work.
 	return GatewayRuntime{MemoryLimit: 96 << 20}
 }
 
