@@ -130,6 +130,7 @@ type Broker struct {
 	addrs     map[string]net.Addr
 	listeners map[string]*ListenerConfig
 	ingest    Ingester
+	maxPacket uint32 // announced in MQTT 5 CONNACKs; 0: no limit
 
 	auth    atomic.Pointer[authState]
 	limiter loginLimiter
@@ -191,7 +192,7 @@ func New(opts Options) (*Broker, error) {
 		Logger:       log.With("component", "mqtt"),
 	})
 	b := &Broker{
-		srv: srv, log: log, ingest: opts.Ingester, now: opts.now,
+		srv: srv, log: log, ingest: opts.Ingester, now: opts.now, maxPacket: opts.MaxPacketSize,
 		addrs:     map[string]net.Addr{},
 		listeners: map[string]*ListenerConfig{},
 		limiter:   loginLimiter{buckets: map[string]*bucket{}},
@@ -293,10 +294,22 @@ func (h *hook) ID() string { return "edgegw" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed,
+		mqtt.OnPacketEncode:
 		return true
 	}
 	return false
+}
+
+// OnPacketEncode runs on whichever goroutine writes to the client, for every
+// packet. It puts the broker's Maximum Packet Size into MQTT 5 CONNACKs
+// (MQTT 5 §3.2.2.3.6): mochi enforces the limit but does not announce it, so
+// a client would otherwise learn it only by being disconnected (0x95).
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ProtocolVersion == 5 && h.b.maxPacket > 0 {
+		pk.Properties.MaximumPacketSize = h.b.maxPacket
+	}
+	return pk
 }
 
 // OnConnectAuthenticate runs on the connecting client's goroutine.

@@ -17,7 +17,8 @@ import (
 )
 
 // The configured capabilities are what clients meet: the CONNACK announces
-// the receive maximum and caps a longer session expiry, a packet over the
+// the receive maximum and the maximum packet size and caps a longer session
+// expiry, a packet over the
 // maximum size ends the connection before it reaches the Ingester, and the
 // per-client write queue is the configured one.
 func TestConfiguredLimitsReachClients(t *testing.T) {
@@ -50,6 +51,9 @@ func TestConfiguredLimitsReachClients(t *testing.T) {
 	}
 	if ack.Properties.ReceiveMaximum != 7 {
 		t.Errorf("CONNACK receive maximum %d, want the configured 7", ack.Properties.ReceiveMaximum)
+	}
+	if ack.Properties.MaximumPacketSize != 2048 {
+		t.Errorf("CONNACK maximum packet size %d, want the configured 2048 announced", ack.Properties.MaximumPacketSize)
 	}
 	if !ack.Properties.SessionExpiryIntervalFlag || ack.Properties.SessionExpiryInterval != 3600 {
 		t.Errorf("CONNACK session expiry %d (flag %v), want capped to the configured 3600 s",

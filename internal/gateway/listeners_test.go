@@ -17,7 +17,7 @@ import (
 
 // The mqtt section reaches the broker: a WebSocket listener from the config
 // carries publishes to DIS, the CONNACK announces the configured receive
-// maximum, a packet over max_packet_size ends the connection; and a second
+// maximum and maximum packet size, a packet over max_packet_size ends the connection; and a second
 // gateway whose WebSocket listener cannot bind fails to start, naming the
 // listener (mochi's own WebSocket listener would only log it).
 func TestMQTTSectionReachesTheBroker(t *testing.T) {
@@ -48,6 +48,9 @@ func TestMQTTSectionReachesTheBroker(t *testing.T) {
 	defer c.Close()
 	if ca.Properties == nil || ca.Properties.ReceiveMaximum == nil || *ca.Properties.ReceiveMaximum != 7 {
 		t.Errorf("CONNACK properties %+v, want receive maximum 7 (mqtt.receive_maximum)", ca.Properties)
+	}
+	if ca.Properties == nil || ca.Properties.MaximumPacketSize == nil || *ca.Properties.MaximumPacketSize != 2048 {
+		t.Errorf("CONNACK properties %+v, want maximum packet size 2048 (mqtt.max_packet_size)", ca.Properties)
 	}
 	go c.PublishQoS1("devices/big/telemetry", make([]byte, 4096)) // no PUBACK comes: the connection ends
 	select {
