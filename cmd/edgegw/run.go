@@ -68,17 +68,16 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 
 func cmdDISServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dis serve", "edgegw dis serve [--listen ADDR] [--data-dir DIR] [-c FILE]", stderr)
-	path := fs.String("c", config.DefaultPath, "config file (its dis.builtin section configures the server)")
+	path := fs.String("c", config.DefaultPath, "config file: the gateway's (its dis.builtin section configures the server) or a standalone server file")
 	listen := fs.String("listen", "", "listen address (default dis.builtin.listen)")
 	dataDir := fs.String("data-dir", "", "data directory (default dis.builtin.data_dir)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path, isSet(fs, "c"), true)
+	sc, logCfg, err := loadDISServeConfig(*path, isSet(fs, "c"))
 	if err != nil {
 		return err
 	}
-	sc := cfg.DIS.Builtin.Server
 	if *listen != "" {
 		sc.Listen = *listen
 	}
@@ -88,7 +87,7 @@ func cmdDISServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := sc.Validate(); err != nil {
 		return usageError{err}
 	}
-	log := gateway.NewLogger(cfg.Log, stderr)
+	log := gateway.NewLogger(logCfg, stderr)
 	srv, err := disserver.New(sc, log)
 	if err != nil {
 		return err
