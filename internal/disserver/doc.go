@@ -16,9 +16,11 @@ package disserver
 //     injected request faults are HTTP 429. Once a partition throttles a
 //     record in a request, its later records in that request fail too.
 //   - Unknown JSON fields are ignored: real clients send fields the reference
-//     does not list (the Go SDK always sends its non-omitempty fields, SDK
-//     versions add fields over time), and rejecting them would break those
-//     clients. Malformed JSON, wrong JSON types,
+//     does not list (the Java SDK's CreateStreamRequest always sends
+//     "is_private", its checkpoint commits carry client_id/generation_id, SDK
+//     versions add fields over time), and the Java SDK's shared request
+//     models are @JsonIgnoreProperties(ignoreUnknown = true), as the service
+//     evidently is; rejecting them would break those clients. Malformed JSON, wrong JSON types,
 //     missing required fields and unknown enum values are DIS.4300 naming
 //     the field.
 //   - Cursors are unpadded base64url of the reference's GetCursor JSON layout,
