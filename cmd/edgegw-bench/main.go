@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,6 +112,10 @@ func run(devices, perDevice, size, window, backlog, rate int, latencyFor time.Du
 		return fmt.Errorf("backlog: %w", err)
 	}
 	want := uint64(backlog / devices * devices)
+	stopProfile, err := startProfile(*drainProfile)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := d.srv.SetFaults(disserver.Faults{}); err != nil {
 		return err
@@ -122,6 +127,7 @@ func run(devices, perDevice, size, window, backlog, rate int, latencyFor time.Du
 		time.Sleep(5 * time.Millisecond) // polling resolution of the measurement
 	}
 	drain := time.Since(start)
+	stopProfile()
 	gw.stop()
 	d.stop()
 	fmt.Printf("backlog drain, %d records into the built-in DIS server\n", want)
@@ -157,6 +163,26 @@ func run(devices, perDevice, size, window, backlog, rate int, latencyFor time.Du
 	}
 	fmt.Println()
 	return benchDownlink(dir, size) // 4 and 5: downlink.go
+}
+
+// drainProfile: a CPU profile of the drain phase (gateway and built-in DIS
+// server run in this process), for finding what limits the drain rate:
+// go tool pprof -top <file>.
+var drainProfile = flag.String("drain-cpuprofile", "", "write a CPU profile of the backlog drain to this file")
+
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func sent(g *gateway.Gateway) uint64 {
