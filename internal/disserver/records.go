@@ -339,7 +339,7 @@ func (s *Server) hGetRecords(c *call) error {
 	seq, _ := strconv.ParseInt(cur.StartingSequenceNumber, 10, 64) // checked by DecodeCursor
 	first, next := v.p.first.Load(), v.p.committed.Load()
 	if seq < first {
-		return dis.NewError(dis.CodeRecordExpired, "A partition iterator error occurred or a record to which the SN corresponds has expired. Sequence number %d is below the earliest retained %d of partition %s", seq, first, dis.ShardID(idx))
+		return dis.NewError(dis.CodeRecordExpired, "A partition iterator error occurred or a record to which the SN corresponds has expired. Try to obtain the partition iterator again. Sequence number %d is below the earliest retained %d of partition %s", seq, first, dis.ShardID(idx))
 	}
 	if seq > next {
 		return dis.NewError(dis.CodeInvalidCursor, "Invalid partition cursor. Sequence number %d is beyond the end %d of partition %s", seq, next, dis.ShardID(idx))
@@ -359,7 +359,7 @@ func (s *Server) hGetRecords(c *call) error {
 	return c.json(http.StatusOK, resp)
 }
 
-var errExpiredWhileReading = dis.NewError(dis.CodeRecordExpired, "A partition iterator error occurred or a record to which the SN corresponds has expired.")
+var errExpiredWhileReading = dis.NewError(dis.CodeRecordExpired, "A partition iterator error occurred or a record to which the SN corresponds has expired. Try to obtain the partition iterator again.")
 
 // readRecords reads whole records from seq (inclusive) up to next
 // (exclusive), at most limit records and maxBytes of data. A record larger

@@ -125,7 +125,7 @@ func TestRetention(t *testing.T) {
 		c, _ := dis.DecodeCursor(oldCursor)
 		c.GenerateTimestamp = e.clock.Now().UnixMilli()
 		r := e.getRecordsReply(dis.EncodeCursor(c))
-		if r.status != 400 || r.errCode(t) != "DIS.4226" {
+		if r.status != 400 || r.errCode(t) != "DIS.4226" || !strings.HasPrefix(r.errMsg(t), "A partition iterator error occurred or a record to which the SN corresponds has expired. Try to obtain the partition iterator again.") {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
 	})
