@@ -213,6 +213,43 @@ func TestQuotas(t *testing.T) {
 			t.Errorf("%s: quota %d used %d, want %v", r.Type, r.Quota, r.Used, w)
 		}
 	}
+	runCases(t, e, []apiCase{
+		{name: "DELETED partitions do not count as used", method: "PUT", path: streamsPath + "/s", body: map[string]any{"stream_name": "s", "target_partition_count": 1}, status: 200},
+		{name: "usage after scale-down", method: "GET", path: "/v1/" + testProject + "/quotas", status: 200, check: func(t *testing.T, r reply) {
+			if !strings.Contains(string(r.body), `{"type":"common_partition","quota":50,"used":1}`) {
+				t.Fatalf("%s", r.body)
+			}
+		}},
+		{name: "a project with nothing uses nothing", method: "GET", path: "/v1/emptyproj/quotas", status: 200, check: func(t *testing.T, r reply) {
+			if !strings.Contains(string(r.body), `"used":0}`) || strings.Contains(string(r.body), `"used":1`) {
+				t.Fatalf("%s", r.body)
+			}
+		}},
+		{name: "bad project id is DIS.4117", method: "GET", path: "/v1/bad.proj/quotas", status: 400, code: "DIS.4117"},
+		{name: "quotas are read-only", method: "PUT", path: "/v1/" + testProject + "/quotas", body: "{}", status: 405, code: "APIGW.0101"},
+		{name: "quotas live under v1 only", method: "GET", path: "/v2/" + testProject + "/quotas", status: 404, code: "APIGW.0101"},
+	})
+}
+
+// TestQuotasAreConfigurable: the quotas endpoint reports, and creation
+// enforces, configured limits instead of the defaults.
+func TestQuotasAreConfigurable(t *testing.T) {
+	e := startEnv(t, func(c *Config) { c.Quotas = Quotas{CommonPartitions: 2, AdvancedPartitions: 1, Apps: 1} })
+	runCases(t, e, []apiCase{
+		{name: "configured limits are reported", method: "GET", path: "/v1/" + testProject + "/quotas", status: 200, check: func(t *testing.T, r reply) {
+			for _, w := range []string{`{"type":"common_partition","quota":2,"used":0}`, `{"type":"advanced_partition","quota":1,"used":0}`, `{"type":"app","quota":1,"used":0}`} {
+				if !strings.Contains(string(r.body), w) {
+					t.Errorf("%s lacks %s", r.body, w)
+				}
+			}
+		}},
+		{name: "common fits", method: "POST", path: streamsPath, body: map[string]any{"stream_name": "c", "partition_count": 2}, status: 201},
+		{name: "common beyond", method: "POST", path: streamsPath, body: map[string]any{"stream_name": "d", "partition_count": 1}, status: 400, code: "DIS.4308"},
+		{name: "advanced fits", method: "POST", path: streamsPath, body: map[string]any{"stream_name": "a", "partition_count": 1, "stream_type": "ADVANCED"}, status: 201},
+		{name: "advanced beyond", method: "POST", path: streamsPath, body: map[string]any{"stream_name": "b", "partition_count": 1, "stream_type": "ADVANCED"}, status: 400, code: "DIS.4308"},
+		{name: "app fits", method: "POST", path: appsPath, body: map[string]any{"app_name": "x"}, status: 201},
+		{name: "app beyond", method: "POST", path: appsPath, body: map[string]any{"app_name": "y"}, status: 400, code: "DIS.4329"},
+	})
 }
 
 // TestRetentionRunsInTheBackground: nobody calls the janitor here; its own
