@@ -405,3 +405,42 @@ func TestThrottledKeyDoesNotBlockOthers(t *testing.T) {
 		}
 	})
 }
+
+// Shutdown flushes for at most its deadline: with DIS answering but slowly,
+// it returns when the deadline passes (not when the backlog is sent), the
+// request in flight is abandoned when Run's context ends, and every record
+// DIS did not accept stays in the buffer.
+func TestShutdownFlushStopsAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newMemQueue()
+		for i := 0; i < 2000; i++ {
+			q.add("k", "k/"+strconv.Itoa(i))
+		}
+		d := &scriptedDIS{rtt: time.Second} // 100 records per second: 20 s for the backlog
+		opts := Options{Streams: []string{"s1"}, MaxBatchRecords: 100, MaxInFlight: 1, Logger: testLog()}
+		u := New(q, d, opts)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { u.Run(ctx); close(done) }()
+		time.Sleep(500 * time.Millisecond) // the first request is in flight
+
+		const deadline = 3 * time.Second
+		start := time.Now()
+		sctx, scancel := context.WithTimeout(context.Background(), deadline)
+		err := u.Shutdown(sctx)
+		scancel()
+		if took := time.Since(start); err == nil || took != deadline {
+			t.Fatalf("Shutdown returned %v after %s, want the deadline error after %s", err, took, deadline)
+		}
+		cancel() // what the gateway does next
+		<-done
+		_, _, got := d.snapshot()
+		checkOrder(t, got, len(got))
+		if len(got) != 300 || q.len() != 2000-len(got) {
+			t.Fatalf("DIS accepted %d records (want the 3 requests answered before the deadline, 300), buffer holds %d", len(got), q.len())
+		}
+		if st := u.Stats()["s1"]; st.Sent != uint64(len(got)) || st.InFlight != 0 {
+			t.Fatalf("stats after the hard stop: %+v", st)
+		}
+	})
+}
