@@ -18,8 +18,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,7 +30,13 @@ import (
 
 // Signing constants.
 const (
-	SignAlgorithm         = "SDK-HMAC-SHA256"
+	SignAlgorithm = "SDK-HMAC-SHA256"
+	// SignAlgorithmV11 is the scoped form's algorithm name when the Java DIS
+	// SDK signs with its derivation-key switch on (its default when
+	// derivation.key.switch is unset) and in the Python SDK's
+	// SignWithDerivationKey: same canonical request and scope, this name in
+	// the header and the string to sign.
+	SignAlgorithmV11      = "V11-HMAC-SHA256"
 	HeaderSdkDate         = "X-Sdk-Date"
 	HeaderContentSha256   = "X-Sdk-Content-Sha256"
 	SdkDateFormat         = "20060102T150405Z"
@@ -64,7 +72,9 @@ const (
 
 // Authorization is a parsed SDK-HMAC-SHA256 Authorization header.
 type Authorization struct {
-	Form          AuthForm
+	Form AuthForm
+	// Algorithm is SignAlgorithm, or SignAlgorithmV11 (FormCredential only).
+	Algorithm     string
 	AccessKey     string
 	Date          string // yyyyMMdd of the scope (FormCredential only)
 	Region        string // region of the scope (FormCredential only)
@@ -78,9 +88,14 @@ func ParseAuthorization(h string) (Authorization, error) {
 	if len(h) > maxAuthorizationBytes {
 		return a, fmt.Errorf("%w: %d bytes", ErrMalformedAuth, len(h))
 	}
-	rest, ok := strings.CutPrefix(strings.TrimSpace(h), SignAlgorithm+" ")
+	h = strings.TrimSpace(h)
+	a.Algorithm = SignAlgorithm
+	rest, ok := strings.CutPrefix(h, SignAlgorithm+" ")
 	if !ok {
-		return a, ErrNoSignature
+		if rest, ok = strings.CutPrefix(h, SignAlgorithmV11+" "); !ok {
+			return a, ErrNoSignature
+		}
+		a.Algorithm = SignAlgorithmV11
 	}
 	var haveSig, haveHeaders bool
 	for part := range strings.SplitSeq(rest, ",") {
@@ -133,6 +148,9 @@ func ParseAuthorization(h string) (Authorization, error) {
 	if a.Form == 0 || !haveHeaders || !haveSig {
 		return a, fmt.Errorf("%w: want Access or Credential, SignedHeaders and Signature", ErrMalformedAuth)
 	}
+	if a.Algorithm == SignAlgorithmV11 && a.Form != FormCredential {
+		return a, fmt.Errorf("%w: %s needs Credential=AK/yyyyMMdd/region/dis/sdk_request", ErrMalformedAuth, SignAlgorithmV11)
+	}
 	return a, nil
 }
 
@@ -142,7 +160,11 @@ func (a Authorization) String() string {
 	if a.Form == FormCredential {
 		id = "Credential=" + a.AccessKey + "/" + a.Date + "/" + a.Region + "/" + scopeService + "/" + scopeTerminal
 	}
-	return SignAlgorithm + " " + id + ", SignedHeaders=" + strings.Join(a.SignedHeaders, ";") + ", Signature=" + a.Signature
+	alg := a.Algorithm
+	if alg == "" {
+		alg = SignAlgorithm
+	}
+	return alg + " " + id + ", SignedHeaders=" + strings.Join(a.SignedHeaders, ";") + ", Signature=" + a.Signature
 }
 
 // SignRequest signs req in the APIG form exactly as the official Go SDK v3
@@ -155,8 +177,8 @@ func SignRequest(req *http.Request, body []byte, ak, sk string, now time.Time) e
 		return errors.New("sign request: empty access key or secret key")
 	}
 	req.Header.Set(HeaderSdkDate, now.UTC().Format(SdkDateFormat))
-	a := Authorization{Form: FormAccess, AccessKey: ak, SignedHeaders: headersToSign(req)}
-	sts := stringToSign(req, body, a, req.Header.Get(HeaderSdkDate), false)
+	a := Authorization{Form: FormAccess, Algorithm: SignAlgorithm, AccessKey: ak, SignedHeaders: headersToSign(req)}
+	sts := stringToSign(req, payloadHash(req, body), a, req.Header.Get(HeaderSdkDate), canonOpts{})
 	a.Signature = hex.EncodeToString(hmacSHA256([]byte(sk), sts))
 	req.Header.Set("Authorization", a.String())
 	return nil
@@ -171,8 +193,8 @@ func SignRequestScoped(req *http.Request, body []byte, ak, sk, region string, no
 	}
 	date := now.UTC().Format(SdkDateFormat)
 	req.Header.Set(HeaderSdkDate, date)
-	a := Authorization{Form: FormCredential, AccessKey: ak, Date: date[:8], Region: region, SignedHeaders: headersToSign(req)}
-	sts := stringToSign(req, body, a, date, false)
+	a := Authorization{Form: FormCredential, Algorithm: SignAlgorithm, AccessKey: ak, Date: date[:8], Region: region, SignedHeaders: headersToSign(req)}
+	sts := stringToSign(req, payloadHash(req, body), a, date, canonOpts{})
 	a.Signature = hex.EncodeToString(hmacSHA256(scopedKey(sk, a.Date, region), sts))
 	req.Header.Set("Authorization", a.String())
 	return nil
@@ -238,66 +260,136 @@ func VerifyRequest(req *http.Request, body []byte, lookup func(ak string) (sk st
 	if !ok {
 		return a, ErrUnknownKey
 	}
-	var key []byte
+	var keys [][]byte
 	if a.Form == FormCredential {
 		if a.Date != date[:8] {
 			return a, ErrScopeMismatch
 		}
-		key = scopedKey(sk, a.Date, a.Region)
+		keys = append(keys, scopedKey(sk, a.Date, a.Region))
+		if a.Algorithm == SignAlgorithmV11 {
+			// The derivation-key variants sign with HKDF(AK, SK, info) in
+			// place of SK: Python's info names the region, Java's
+			// signWithDerivationKey the literal word "region".
+			for _, region := range []string{a.Region, "region"} {
+				dk := derivedKey(a.AccessKey, sk, a.Date+"/"+region+"/"+scopeService)
+				keys = append(keys, scopedKey(dk, a.Date, a.Region))
+			}
+		}
 	} else {
-		key = []byte(sk)
+		keys = append(keys, []byte(sk))
 	}
-	// The APIG form encodes a space in the query as %20; go-dis's scoped form
-	// uses url.QueryEscape ('+'). Both encodings are unambiguous, so accept
-	// a signature over either.
-	for _, plusForSpace := range []bool{false, true} {
-		sig := hex.EncodeToString(hmacSHA256(key, stringToSign(req, body, a, date, plusForSpace)))
-		if hmac.Equal([]byte(sig), []byte(a.Signature)) {
-			return a, nil
+	// Canonicalisation differs between signers in ways the request alone
+	// does not reveal, and every variant is unambiguous, so a signature over
+	// any of them verifies: go-dis's scoped form escapes a space in the query
+	// as '+' (url.QueryEscape) where the others send %20; the Python DIS SDK
+	// writes a query key with an empty value as "k" where the others write
+	// "k=", and signs the Host without its port (then sends it with one).
+	hash := payloadHash(req, body)
+	variants := []canonOpts{{}, {plusForSpace: true}}
+	if queryHasEmptyValue(req.URL.RawQuery) {
+		variants = append(variants, canonOpts{bareEmpty: true})
+	}
+	if containsString(a.SignedHeaders, "host") {
+		if h, _, err := net.SplitHostPort(req.Host); err == nil && h != "" {
+			n := len(variants)
+			for _, v := range variants[:n] {
+				v.host = h
+				variants = append(variants, v)
+			}
+		}
+	}
+	for _, key := range keys {
+		for _, v := range variants {
+			sig := hex.EncodeToString(hmacSHA256(key, stringToSign(req, hash, a, date, v)))
+			if hmac.Equal([]byte(sig), []byte(a.Signature)) {
+				return a, nil
+			}
 		}
 	}
 	return a, ErrBadSignature
 }
 
+// canonOpts selects a canonicalisation variant (see VerifyRequest).
+type canonOpts struct {
+	plusForSpace bool   // query escaping as url.QueryEscape
+	bareEmpty    bool   // a query key with an empty value is written "k", not "k="
+	host         string // value of the host header when set (Host without its port)
+}
+
+// queryHasEmptyValue reports whether a raw query holds a key with an empty
+// value ("k=" or a bare "k").
+func queryHasEmptyValue(raw string) bool {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return false
+	}
+	for _, vs := range q {
+		if slices.Contains(vs, "") {
+			return true
+		}
+	}
+	return false
+}
+
+// derivedKey is the DIS SDKs' HKDF-SHA256 derivation key (one block, salt
+// AK, input SK), hex encoded, used in place of the SK by the V11 variants.
+func derivedKey(ak, sk, info string) string {
+	prk := hmacSHA256([]byte(ak), sk)
+	return hex.EncodeToString(hmacSHA256(prk, info+"\x01"))
+}
+
+// payloadHash is the payload line of the canonical request: the
+// X-Sdk-Content-Sha256 header if present, else hex(sha256(body)).
+func payloadHash(req *http.Request, body []byte) string {
+	if h := req.Header.Get(HeaderContentSha256); h != "" {
+		return h
+	}
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
 // CanonicalRequest returns the canonical request string for req with the
 // given signed headers (exported for tests and debugging of clients).
 func CanonicalRequest(req *http.Request, body []byte, signedHeaders []string) string {
-	return canonicalRequest(req, body, signedHeaders, false)
+	return canonicalRequest(req, payloadHash(req, body), signedHeaders, canonOpts{})
 }
 
-func stringToSign(req *http.Request, body []byte, a Authorization, date string, plusForSpace bool) string {
-	cr := canonicalRequest(req, body, a.SignedHeaders, plusForSpace)
+func stringToSign(req *http.Request, payload string, a Authorization, date string, o canonOpts) string {
+	cr := canonicalRequest(req, payload, a.SignedHeaders, o)
 	sum := sha256.Sum256([]byte(cr))
+	alg := a.Algorithm
+	if alg == "" {
+		alg = SignAlgorithm
+	}
 	if a.Form == FormCredential {
 		scope := a.Date + "/" + a.Region + "/" + scopeService + "/" + scopeTerminal
-		return SignAlgorithm + "\n" + date + "\n" + scope + "\n" + hex.EncodeToString(sum[:])
+		return alg + "\n" + date + "\n" + scope + "\n" + hex.EncodeToString(sum[:])
 	}
-	return SignAlgorithm + "\n" + date + "\n" + hex.EncodeToString(sum[:])
+	return alg + "\n" + date + "\n" + hex.EncodeToString(sum[:])
 }
 
-func canonicalRequest(req *http.Request, body []byte, signed []string, plusForSpace bool) string {
+func canonicalRequest(req *http.Request, payload string, signed []string, o canonOpts) string {
 	var b strings.Builder
 	b.WriteString(req.Method)
 	b.WriteByte('\n')
 	b.WriteString(canonicalURI(req.URL.Path))
 	b.WriteByte('\n')
-	b.WriteString(canonicalQuery(req.URL.RawQuery, plusForSpace))
+	b.WriteString(canonicalQuery(req.URL.RawQuery, o))
 	b.WriteByte('\n')
 	for _, name := range signed {
 		b.WriteString(name)
 		b.WriteByte(':')
-		b.WriteString(strings.TrimSpace(headerValue(req, name)))
+		if name == "host" && o.host != "" {
+			b.WriteString(o.host)
+		} else {
+			b.WriteString(strings.TrimSpace(headerValue(req, name)))
+		}
 		b.WriteByte('\n')
 	}
 	b.WriteByte('\n')
 	b.WriteString(strings.Join(signed, ";"))
 	b.WriteByte('\n')
-	if h := req.Header.Get(HeaderContentSha256); h != "" {
-		b.WriteString(h)
-	} else {
-		sum := sha256.Sum256(body)
-		b.WriteString(hex.EncodeToString(sum[:]))
-	}
+	b.WriteString(payload)
 	return b.String()
 }
 
@@ -347,7 +439,7 @@ func canonicalURI(path string) string {
 	return p
 }
 
-func canonicalQuery(raw string, plusForSpace bool) string {
+func canonicalQuery(raw string, o canonOpts) string {
 	if raw == "" {
 		return ""
 	}
@@ -367,8 +459,15 @@ func canonicalQuery(raw string, plusForSpace bool) string {
 		vals := append([]string(nil), q[k]...)
 		sort.Strings(vals)
 		for _, v := range vals {
-			parts = append(parts, escapeUnreserved(k, plusForSpace)+"="+escapeUnreserved(v, plusForSpace))
+			if v == "" && o.bareEmpty {
+				parts = append(parts, escapeUnreserved(k, o.plusForSpace))
+				continue
+			}
+			parts = append(parts, escapeUnreserved(k, o.plusForSpace)+"="+escapeUnreserved(v, o.plusForSpace))
 		}
+	}
+	if o.bareEmpty {
+		sort.Strings(parts) // Python sorts the joined "k=v" strings
 	}
 	return strings.Join(parts, "&")
 }

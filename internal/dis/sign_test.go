@@ -2,11 +2,15 @@ package dis
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,6 +225,7 @@ func FuzzParseAuthorization(f *testing.F) {
 	f.Add("SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, Signature=" + strings.Repeat("ab", 32))
 	f.Add("SDK-HMAC-SHA256 Credential=AK2/20250101/cn-north-4/dis/sdk_request, SignedHeaders=host, Signature=" + strings.Repeat("0", 64))
 	f.Add("SDK-HMAC-SHA256 ,,,==")
+	f.Add("V11-HMAC-SHA256 Credential=AK3/20250101/cn-north-4/dis/sdk_request, SignedHeaders=host;x-sdk-date, Signature=" + strings.Repeat("cd", 32))
 	f.Fuzz(func(t *testing.T, h string) {
 		a, err := ParseAuthorization(h)
 		if err != nil {
@@ -228,7 +233,7 @@ func FuzzParseAuthorization(f *testing.F) {
 		}
 		// Whatever parses must round-trip.
 		b, err := ParseAuthorization(a.String())
-		if err != nil || b.AccessKey != a.AccessKey || b.Signature != a.Signature || len(b.SignedHeaders) != len(a.SignedHeaders) {
+		if err != nil || b.Algorithm != a.Algorithm || b.AccessKey != a.AccessKey || b.Signature != a.Signature || len(b.SignedHeaders) != len(a.SignedHeaders) {
 			t.Fatalf("round trip of %q: %+v vs %+v (%v)", h, a, b, err)
 		}
 	})
@@ -246,4 +251,190 @@ func FuzzVerifyRequest(f *testing.F) {
 			t.Fatalf("a random signature verified: %q", auth)
 		}
 	})
+}
+
+// The legacy DIS SDKs' signers, written out independently of sign.go from
+// their sources (Python models/disauth.py and utils/hkdf.py; Java
+// DefaultSigner, SignUtil, SignerConstants), to check that VerifyRequest
+// accepts what they send.
+
+func hmacHex(key []byte, msg string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
+}
+
+// legacyKey is the SigV4-style chain over "SDK"+secret.
+func legacyKey(secret, date, region string) []byte {
+	k := hmacHex([]byte("SDK"+secret), date)
+	for _, s := range []string{region, "dis", "sdk_request"} {
+		k = hmacHex(k, s)
+	}
+	return k
+}
+
+// hkdfKey is utils/hkdf.py getDerKey: HMAC(AK, SK) then HMAC(prk, info||1), hex.
+func hkdfKey(ak, sk, info string) string {
+	return hex.EncodeToString(hmacHex(hmacHex([]byte(ak), sk), info+"\x01"))
+}
+
+// pythonQuote is urllib.parse.quote(s, safe='~').
+func pythonQuote(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.-~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// pythonSign signs like the Python DIS SDK's Signer.Sign (or, with
+// derivation, SignWithDerivationKey): it signs host (without its port, a bug
+// of the SDK) and x-sdk-date, writes an empty query value as a bare key, and
+// sends the request with the real Host afterwards.
+func pythonSign(req *http.Request, body []byte, query map[string]string, ak, sk, region string, t time.Time, derivation bool) {
+	date := t.UTC().Format("20060102T150405Z")
+	host, _, _ := strings.Cut(req.URL.Host, ":")
+	var segs []string
+	for _, v := range strings.Split(req.URL.Path, "/") {
+		if v != "" {
+			segs = append(segs, pythonQuote(v))
+		}
+	}
+	uri := "/" + strings.Join(segs, "/") + "/"
+	var kv []string
+	for k, v := range query {
+		if v == "" {
+			kv = append(kv, pythonQuote(k))
+		} else {
+			kv = append(kv, pythonQuote(k)+"="+pythonQuote(v))
+		}
+	}
+	slices.Sort(kv)
+	sum := sha256.Sum256(body)
+	canonical := req.Method + "\n" + uri + "\n" + strings.Join(kv, "&") + "\nhost:" + host + "\nx-sdk-date:" + date + "\n\nhost;x-sdk-date\n" + hex.EncodeToString(sum[:])
+	alg, secret := "SDK-HMAC-SHA256", sk
+	if derivation {
+		alg, secret = "V11-HMAC-SHA256", hkdfKey(ak, sk, date[:8]+"/"+region+"/dis")
+	}
+	scope := date[:8] + "/" + region + "/dis/sdk_request"
+	crSum := sha256.Sum256([]byte(canonical))
+	sts := alg + "\n" + date + "\n" + scope + "\n" + hex.EncodeToString(crSum[:])
+	sig := hex.EncodeToString(hmacHex(legacyKey(secret, date[:8], region), sts))
+	req.Header.Set("X-Sdk-Date", date)
+	req.Header.Set("Authorization", alg+" Credential="+ak+"/"+scope+", SignedHeaders=host;x-sdk-date, Signature="+sig)
+	q := url.Values{}
+	for k, v := range query {
+		q.Set(k, v)
+	}
+	req.URL.RawQuery = q.Encode()
+}
+
+// javaV11Sign signs like the Java DIS SDK's DefaultSigner with the
+// derivation-key switch on: V11-HMAC-SHA256, host with its port, the SK
+// itself (derivedInfoRegion "") or SignUtil.signWithDerivationKey's HKDF key
+// whose info holds the literal word "region".
+func javaV11Sign(req *http.Request, body []byte, ak, sk, region string, t time.Time, derivedInfoRegion string) {
+	date := t.UTC().Format("20060102T150405Z")
+	req.Header.Set("X-Sdk-Date", date)
+	signed := []string{"content-type", "host", "x-project-id", "x-sdk-date"}
+	var hdrs strings.Builder
+	for _, h := range signed {
+		v := req.Header.Get(h)
+		if h == "host" {
+			v = req.URL.Host
+		}
+		hdrs.WriteString(h + ":" + v + "\n")
+	}
+	sum := sha256.Sum256(body)
+	canonical := req.Method + "\n" + req.URL.Path + "\n" + req.URL.RawQuery + "\n" + hdrs.String() + "\n" + strings.Join(signed, ";") + "\n" + hex.EncodeToString(sum[:])
+	secret := sk
+	if derivedInfoRegion != "" {
+		secret = hkdfKey(ak, sk, date[:8]+"/"+derivedInfoRegion+"/dis")
+	}
+	scope := date[:8] + "/" + region + "/dis/sdk_request"
+	crSum := sha256.Sum256([]byte(canonical))
+	sts := "V11-HMAC-SHA256\n" + date + "\n" + scope + "\n" + hex.EncodeToString(crSum[:])
+	sig := hex.EncodeToString(hmacHex(legacyKey(secret, date[:8], region), sts))
+	req.Header.Set("Authorization", "V11-HMAC-SHA256 Credential="+ak+"/"+scope+", SignedHeaders="+strings.Join(signed, ";")+", Signature="+sig)
+}
+
+func TestVerifyLegacySDKSigners(t *testing.T) {
+	lookup := func(ak string) (string, bool) { return "SKTEST", ak == "AKTEST" }
+	body := []byte(`{"stream_name":"s","records":[{"data":"YQ=="}]}`)
+	newReq := func(method, path string, b []byte) *http.Request {
+		req, err := http.NewRequest(method, "http://127.0.0.1:20004"+path, bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json; charset=UTF-8")
+		req.Header.Set("X-Project-Id", "proj123")
+		return req
+	}
+	cases := []struct {
+		name    string
+		req     func() (*http.Request, []byte)
+		sent    []byte // body the server receives; nil: the signed one
+		wantErr error
+	}{
+		{"Python: empty query value, Host signed without its port", func() (*http.Request, []byte) {
+			r := newReq("GET", "/v2/proj123/streams/s/", nil)
+			pythonSign(r, nil, map[string]string{"limit_partitions": "1000", "start_partitionId": ""}, "AKTEST", "SKTEST", "cn-north-4", vectorTime, false)
+			return r, nil
+		}, nil, nil},
+		{"Python: POST records", func() (*http.Request, []byte) {
+			r := newReq("POST", "/v2/proj123/records/", body)
+			pythonSign(r, body, nil, "AKTEST", "SKTEST", "cn-north-4", vectorTime, false)
+			return r, body
+		}, nil, nil},
+		{"Python: SignWithDerivationKey (V11, HKDF key)", func() (*http.Request, []byte) {
+			r := newReq("POST", "/v2/proj123/records/", body)
+			pythonSign(r, body, nil, "AKTEST", "SKTEST", "cn-north-4", vectorTime, true)
+			return r, body
+		}, nil, nil},
+		{"Python: a changed body is refused", func() (*http.Request, []byte) {
+			r := newReq("POST", "/v2/proj123/records/", body)
+			pythonSign(r, body, nil, "AKTEST", "SKTEST", "cn-north-4", vectorTime, false)
+			return r, body
+		}, []byte(`{"stream_name":"t"}`), ErrBadSignature},
+		{"Java: V11 with the SK (derivation switch on, the default)", func() (*http.Request, []byte) {
+			r := newReq("POST", "/v2/proj123/records/", body)
+			javaV11Sign(r, body, "AKTEST", "SKTEST", "cn-north-4", vectorTime, "")
+			return r, body
+		}, nil, nil},
+		{"Java: V11 with signWithDerivationKey's HKDF key", func() (*http.Request, []byte) {
+			r := newReq("GET", "/v2/proj123/cursors/?cursor-type=LATEST&partition-id=0&stream-name=s", nil)
+			javaV11Sign(r, nil, "AKTEST", "SKTEST", "cn-north-4", vectorTime, "region")
+			return r, nil
+		}, nil, nil},
+		{"Java: V11 with a wrong SK is refused", func() (*http.Request, []byte) {
+			r := newReq("POST", "/v2/proj123/records/", body)
+			javaV11Sign(r, body, "AKTEST", "WRONG", "cn-north-4", vectorTime, "")
+			return r, body
+		}, nil, ErrBadSignature},
+		{"V11 with Access= is malformed", func() (*http.Request, []byte) {
+			r := newReq("GET", "/v2/proj123/streams/", nil)
+			if err := SignRequest(r, nil, "AKTEST", "SKTEST", vectorTime); err != nil {
+				t.Fatal(err)
+			}
+			r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), "SDK-HMAC-SHA256", "V11-HMAC-SHA256", 1))
+			return r, nil
+		}, nil, ErrMalformedAuth},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, signedBody := tc.req()
+			sent := signedBody
+			if tc.sent != nil {
+				sent = tc.sent
+			}
+			_, err := VerifyRequest(received(t, req, sent), sent, lookup, vectorTime, 15*time.Minute)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
 }

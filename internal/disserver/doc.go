@@ -46,6 +46,12 @@ package disserver
 //     so DIS.4205 is never returned.
 //   - Tags (§5.7.1-5.7.5): adding an existing key replaces its value.
 //   - Not implemented: tag filtering of resources (§5.7.6), monitoring (§5.6), dump tasks (§5.5),
-//     the Kafka adapter's consumer-group coordinator, Python's
-//     V11-HMAC-SHA256 signing variant, validation of X-Security-Token
-//     (temporary credentials are accepted if the AK/SK signature verifies).
+//     the Kafka adapter's consumer-group coordinator, validation of
+//     X-Security-Token (temporary credentials are accepted if the AK/SK
+//     signature verifies).
+//   - AK/SK: besides the two forms of COMPAT-NOTES fact 9, the scoped form
+//     is accepted under the name V11-HMAC-SHA256 (the Java DIS SDK's default
+//     when derivation.key.switch is unset, and the SDKs' HKDF derivation-key
+//     variants), and with the Python SDK's quirks (Host signed without its
+//     port, an empty query value written as a bare key). See
+//     internal/dis/sign.go.
