@@ -67,10 +67,26 @@ func TestSchemaFetchedFromDIS(t *testing.T) {
 			t.Errorf("%q: PUBACK 0x%02x %q %v, want 0x%02x with %q", tc.payload, code, reason, err, tc.code, tc.reason)
 		}
 	}
+	// QoS 0 has no ack to refuse: the invalid row is dropped, counted and
+	// dead-lettered all the same.
+	dead := mqtttest.ConnectV5(t, gw.mqttAddr(), mqtttest.V5Options{ClientID: "dead-letters"})
+	if code, err := dead.SubscribeOne(DeadLetterTopicPrefix+"rows", 1); err != nil || code != 1 {
+		t.Fatalf("subscribe to dead letters: 0x%02x %v", code, err)
+	}
+	dev3 := mqtttest.Connect(t, gw.mqttAddr(), "dev-qos0")
+	if tok := dev3.Publish("rows/1", 0, false, "d2;cold"); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		t.Fatalf("QoS 0 publish: %v", tok.Error())
+	}
+	if _, dl := nextDeadLetter(t, dead); dl.ClientID != "dev-qos0" || dl.Data == nil || *dl.Data != "d2;cold" || dl.Code != string(schema.CodeType) {
+		t.Fatalf("dead letter of the QoS 0 row: %+v", dl)
+	}
+	if n := gw.gw.IngestStats().Streams["rows"].Refused[RefusedInvalidPayload]; n != 3 {
+		t.Fatalf("%d invalid payloads counted for rows, want 3", n)
+	}
 	if recs := readAll(t, gw, "rows", 1); len(recs) != 1 || string(recs[0].Data) != "d1;21" {
 		t.Fatalf("stream rows holds %d records (first %q), want only the valid row", len(recs), recs[0].Data)
 	}
-	if r := status().Rejected; r[schema.CodeColumns] != 1 || r[schema.CodeType] != 1 {
-		t.Fatalf("rejections by code %v, want one columns and one type", r)
+	if r := status().Rejected; r[schema.CodeColumns] != 1 || r[schema.CodeType] != 2 {
+		t.Fatalf("rejections by code %v, want one columns and two type", r)
 	}
 }
