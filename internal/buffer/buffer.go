@@ -280,7 +280,8 @@ const (
 // state: for each stream the head comes from the persisted hint followed by a
 // forward seek, the tail from the records found and the persisted next Seq.
 // A torn write-ahead-log tail left by a crash is truncated by badger during
-// Open; an unclean shutdown is reported at Warn.
+// Open; it is reported at Warn with the bytes dropped, and an unclean
+// shutdown is reported at Warn too.
 func Open(opts Options) (*Buffer, error) {
 	if err := opts.normalize(); err != nil {
 		return nil, err
@@ -289,6 +290,10 @@ func Open(opts Options) (*Buffer, error) {
 		if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 			return nil, fmt.Errorf("open buffer %s: %w", opts.Dir, err)
 		}
+	}
+	var torn []tornWAL
+	if !opts.ReadOnly {
+		torn = tornWALs(opts.Dir) // badger drops these silently; say so below
 	}
 	db, err := badger.Open(badgerOptions(opts.Dir, opts.ReadOnly, opts.Logger))
 	if err != nil {
@@ -312,6 +317,10 @@ func Open(opts Options) (*Buffer, error) {
 	if err := b.recover(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open buffer %s: %w", opts.Dir, err)
+	}
+	for _, w := range torn {
+		b.log.Warn("buffer: the write-ahead log ended in an incomplete or corrupt write; badger truncated it at the last complete transaction. After a crash during a write, its records were never acknowledged to a device; if the disk damaged synced data, check the disk",
+			"dir", opts.Dir, "file", w.file, "dropped_bytes", w.dropped)
 	}
 	if opts.ReadOnly {
 		close(b.writerDone)

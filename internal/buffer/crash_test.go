@@ -279,6 +279,20 @@ func TestCorruptWALTailIsTruncatedAndReported(t *testing.T) {
 	}
 	crashed := t.TempDir()
 	copyDir(t, live, crashed)
+	// The same crash without the torn write: reported as unclean, but no
+	// truncation is claimed and nothing is missing.
+	intact := t.TempDir()
+	copyDir(t, live, intact)
+	var intactLogs bytes.Buffer
+	b1, err := Open(Options{Dir: intact, Logger: slog.New(slog.NewTextHandler(&intactLogs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqsOf(readAll(t, b1, "s")); !slices.Equal(got, span(1, n)) || strings.Contains(intactLogs.String(), "incomplete or corrupt") ||
+		!strings.Contains(intactLogs.String(), "not closed cleanly") {
+		t.Fatalf("intact copy: seqs %v, log:\n%s", got, intactLogs.String())
+	}
+	b1.Close()
 
 	// Corrupt the checksum of the last entry written, as a torn write would.
 	wal, end := newestWAL(t, crashed)
@@ -300,6 +314,13 @@ func TestCorruptWALTailIsTruncatedAndReported(t *testing.T) {
 	if !strings.Contains(logs.String(), "not closed cleanly") {
 		t.Errorf("no warning; log:\n%s", logs.String())
 	}
+	// The truncation itself is reported, with what was dropped: the last
+	// record's transaction (its set, its 'n' key, the commit marker).
+	if !strings.Contains(logs.String(), "incomplete or corrupt write") || !strings.Contains(logs.String(), "file="+filepath.Base(wal)) ||
+		strings.Contains(logs.String(), "dropped_bytes=0") {
+		t.Errorf("the truncation is not reported; log:\n%s", logs.String())
+	}
+	t.Logf("startup log:\n%s", logs.String())
 	// Exactly the torn transaction (the last record) is gone; everything
 	// before it is intact.
 	rs := readAll(t, b2, "s")

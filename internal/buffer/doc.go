@@ -101,8 +101,11 @@
 // # Crash recovery
 //
 // Badger replays its write-ahead log at Open and truncates a torn or
-// corrupt tail by itself (v4 has no option for this: it always truncates in
-// read-write mode and refuses in read-only mode); Open then rebuilds the
-// in-memory state from the head hint forward. A missing clean-close marker is
-// reported at Warn.
+// corrupt tail by itself, silently (v4 has no option for this: it always
+// truncates in read-write mode and refuses in read-only mode). Open reads
+// the logs first with the same rules (wal.go) and reports each truncation at
+// Warn with the file and the bytes dropped; it then rebuilds the in-memory
+// state from the head hint forward. A missing clean-close marker is reported
+// at Warn too. Only memtable logs are inspected: value-log files (records of
+// about 1 MiB) are truncated by badger without a report.
 package buffer
