@@ -29,6 +29,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/edgegw/edgegw/internal/buffer"
 	"github.com/edgegw/edgegw/internal/config"
 	"github.com/edgegw/edgegw/internal/disserver"
 	"github.com/edgegw/edgegw/internal/distest"
@@ -674,5 +675,33 @@ func TestAKSKCredentialsFromConfigEnvOrFileNeverLogged(t *testing.T) {
 				t.Fatalf("the log captured nothing:\n%s", text)
 			}
 		})
+	}
+}
+
+// The buffer's age bound per stream: streams[].buffer.max_age, else
+// buffer.max_age, else the stream's DIS retention (data_duration), since DIS
+// would refuse older data anyway. Byte bound and overflow pass through.
+func TestBufferMaxAgeDefaultsToStreamRetention(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	base := cfg.Streams[0]
+	retained, global, own := base, base, base
+	retained.Name, retained.DataDuration = "retained", 48
+	global.Name = "global"
+	own.Name, own.Buffer = "own", config.StreamBuffer{MaxAge: config.Duration(30 * time.Minute), MaxBytes: 8 << 20, Overflow: "drop_oldest"}
+	cfg.Streams = []config.Stream{retained, global, own}
+	opts := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))).bufferOptions()
+	if got := opts.Streams["retained"]; got.MaxAge != 48*time.Hour || got.MaxBytes != 0 || got.Overflow != "" {
+		t.Fatalf("no max_age anywhere: %+v, want the 48 h retention", got)
+	}
+	cfg.Buffer.MaxAge = config.Duration(2 * time.Hour)
+	opts = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))).bufferOptions()
+	if got := opts.Streams["global"]; got.MaxAge != 2*time.Hour {
+		t.Fatalf("buffer.max_age 2h: %+v", got)
+	}
+	if got := opts.Streams["own"]; got.MaxAge != 30*time.Minute || got.MaxBytes != 8<<20 || got.Overflow != buffer.OverflowDropOldest {
+		t.Fatalf("streams[].buffer: %+v", got)
+	}
+	if opts.Overflow != buffer.Overflow(cfg.Buffer.Overflow) || opts.MaxBytes != int64(cfg.Buffer.MaxBytes) {
+		t.Fatalf("global bounds: %+v", opts)
 	}
 }
