@@ -85,6 +85,8 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 
 // badgerLogger forwards badger's log to slog. Info and Debug are dropped: badger
 // logs every compaction and table flush at Info, which is noise for operators.
+// Lines carry library=badger; the logger already names the component (buffer
+// or dis-server), and a second component key would make JSON lines ambiguous.
 type badgerLogger struct{ l *slog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any) { b.log(slog.LevelError, f, a...) }
@@ -98,5 +100,5 @@ func (b badgerLogger) log(level slog.Level, f string, a ...any) {
 	if !b.l.Enabled(context.Background(), level) {
 		return
 	}
-	b.l.Log(context.Background(), level, strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+	b.l.Log(context.Background(), level, strings.TrimSpace(fmt.Sprintf(f, a...)), "library", "badger")
 }

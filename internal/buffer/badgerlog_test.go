@@ -13,7 +13,7 @@ import (
 // logger's format; its per-compaction Info and Debug chatter does not.
 func TestBadgerLogsThroughTheGivenLogger(t *testing.T) {
 	var b bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "buffer")
 	opts := badgerOptions(t.TempDir(), false, log)
 	opts.Logger.Infof("flushed table %d\n", 1)
 	opts.Logger.Debugf("compaction %d\n", 2)
@@ -21,12 +21,12 @@ func TestBadgerLogsThroughTheGivenLogger(t *testing.T) {
 	opts.Logger.Errorf("cannot sync: %s\n", "EIO")
 	var levels, msgs []string
 	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		var line struct{ Level, Msg, Component string }
+		var line struct{ Level, Msg, Component, Library string }
 		if err := json.Unmarshal([]byte(l), &line); err != nil {
 			t.Fatalf("not a line of the given JSON logger: %q", l)
 		}
-		if line.Component != "badger" {
-			t.Errorf("line %q lacks component badger", l)
+		if line.Component != "buffer" || line.Library != "badger" || strings.Count(l, `"component"`) != 1 {
+			t.Errorf("line %q: want the logger's one component key and library badger", l)
 		}
 		levels, msgs = append(levels, line.Level), append(msgs, line.Msg)
 	}

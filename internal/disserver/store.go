@@ -176,11 +176,11 @@ func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
 type badgerLogger struct{ l *slog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "library", "badger")
 }
 
 func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "library", "badger")
 }
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
