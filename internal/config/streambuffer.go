@@ -27,9 +27,9 @@ func (c *Config) validateStreamBuffers(bad func(key, format string, args ...any)
 		default:
 			bad(key+".overflow", "%q is not allowed; use one of: reject, drop_oldest (or leave it out to use buffer.overflow)", b.Overflow)
 		}
-		if b.MaxBytes != 0 && b.MaxBytes < 1<<20 {
-			// A record may be 1 MiB; a smaller bound would refuse it forever.
-			bad(key+".max_bytes", "%s is too small; use 0 (only buffer.max_bytes) or at least 1MiB", b.MaxBytes)
+		if b.MaxBytes != 0 && b.MaxBytes < c.MQTT.MaxPacketSize {
+			// A publish MQTT accepts must be able to fit, or it is refused forever.
+			bad(key+".max_bytes", "%s is smaller than mqtt.max_packet_size (%s), so a large publish could never fit; use 0 (only buffer.max_bytes) or at least %s", b.MaxBytes, c.MQTT.MaxPacketSize, c.MQTT.MaxPacketSize)
 		} else if b.MaxBytes > c.Buffer.MaxBytes {
 			bad(key+".max_bytes", "%s is above buffer.max_bytes (%s), so it would never apply; lower it or raise buffer.max_bytes", b.MaxBytes, c.Buffer.MaxBytes)
 		}

@@ -533,15 +533,15 @@ func TestTokenAuthCredentialsNeverLogged(t *testing.T) {
 }
 
 // streams[].buffer overrides the buffer section for one stream: the global
-// policy is reject, but telemetry drops its oldest records once its own 1 MiB
-// bound is reached (DIS is down meanwhile). Every publish is acknowledged,
+// policy is reject, but telemetry drops its oldest records once its own
+// 256 KiB bound is reached (DIS is down meanwhile). Every publish is acknowledged,
 // the drops are counted in the buffer's stats and the status API, and when
 // DIS returns it holds the newest records of every device, in order, once.
 func TestStreamOverflowDropOldestOverridesGlobalReject(t *testing.T) {
-	const devices, perDevice = 2, 6000 // ~1.4 MB of records: about a third must go
+	const devices, perDevice, bound = 2, 2000, 256 << 10 // ~430 KiB of records: about 40% must go
 	cfg := testConfig(t, t.TempDir())
 	cfg.Buffer.Overflow = "reject"
-	cfg.Streams[0].Buffer = config.StreamBuffer{MaxBytes: 1 << 20, Overflow: "drop_oldest"}
+	cfg.Streams[0].Buffer = config.StreamBuffer{MaxBytes: bound, Overflow: "drop_oldest"}
 	cfg.DIS.Builtin.Server.Faults = disserver.Faults{OutageDuration: 24 * time.Hour}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -550,7 +550,7 @@ func TestStreamOverflowDropOldestOverridesGlobalReject(t *testing.T) {
 	publishDevices(t, gw.mqttAddr(), devices, perDevice) // fails unless every publish is acked
 
 	ts := gw.gw.buf.Stats().Streams["telemetry"]
-	if ts.Bytes > 1<<20 || ts.DroppedOldest == 0 || ts.Rejected != 0 || ts.Appended != devices*perDevice ||
+	if ts.Bytes > bound || ts.DroppedOldest == 0 || ts.Rejected != 0 || ts.Appended != devices*perDevice ||
 		ts.Appended-ts.DroppedOldest != uint64(ts.Records) {
 		t.Fatalf("telemetry buffer during the outage: %+v", ts)
 	}
