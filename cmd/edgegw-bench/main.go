@@ -238,6 +238,7 @@ func startGateway(dir, endpoint string) (*runningGateway, error) {
 	cfg := config.Default()
 	cfg.Log.Level = "error"
 	cfg.MQTT.Listeners[0].Address = "127.0.0.1:0"
+	cfg.MQTT.Anonymous = "loopback" // the load clients send no credentials
 	cfg.Buffer.Dir = filepath.Join(dir, "buffer")
 	cfg.Admin.Listen = ""
 	cfg.DIS.Builtin.Server.Listen = "127.0.0.1:0"

@@ -63,6 +63,7 @@ func gatewayConfig(t *testing.T, dir, endpoint string, mqttPort int, extra strin
 log:
   level: warn
 mqtt:
+  anonymous: loopback
   listeners:
     - {name: tcp, type: tcp, address: "127.0.0.1:%d"}
 buffer:

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -164,6 +165,25 @@ func TestAnonymousPolicy(t *testing.T) {
 			t.Errorf("refusal reason %q, want %q", kind, FailAnonymous)
 		}
 		b.Close()
+	}
+}
+
+// Anonymous access is granted only explicitly: with the policy left empty,
+// a client with no credentials is refused even from loopback, with a
+// reason that says how to grant it.
+func TestAnonymousNeverUnlessGranted(t *testing.T) {
+	b, err := New(Options{Logger: slog.New(slog.DiscardHandler),
+		Listeners: []ListenerConfig{{Name: "tcp", Type: TypeTCP, Address: "127.0.0.1:0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, ca, err := mqtttest.DialV5(addr(b, "tcp"), mqtttest.V5Options{ClientID: "anon"})
+	if err == nil || ca == nil || ca.ReasonCode != 0x86 && ca.ReasonCode != 0x87 {
+		t.Fatalf("anonymous connect with no policy set: %v %+v, want refused", err, ca)
 	}
 }
 

@@ -107,7 +107,7 @@ const (
 	// instead of thousands a second.
 	DefaultLoginMaxFailures = 5
 	DefaultLoginWindow      = time.Minute
-	DefaultAnonymous        = AnonymousLoopback
+	DefaultAnonymous        = AnonymousNever
 )
 
 func (c AuthConfig) withDefaults() AuthConfig {
@@ -323,9 +323,13 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	b.stats.authFailures[kindIndex(failKinds[:], kind)].Add(1)
 	ip := remoteIP(cl.Net.Remote)
 	if log, suppressed := b.logLogin.Allow(ip); log {
-		b.log.Warn("MQTT login refused", "reason", kind, "client", cl.ID, "username", string(pk.Connect.Username),
+		attrs := []any{"reason", kind, "client", cl.ID, "username", string(pk.Connect.Username),
 			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "anonymous_policy", b.auth.Load().anonymous,
-			"refusals_not_logged", suppressed)
+			"refusals_not_logged", suppressed}
+		if kind == FailAnonymous {
+			attrs = append(attrs, "fix", "give the client a username and password (mqtt.users) or a certificate, or allow anonymous clients with mqtt.anonymous: loopback or always")
+		}
+		b.log.Warn("MQTT login refused", attrs...)
 	}
 	return false
 }

@@ -86,6 +86,11 @@ func startBroker(t *testing.T, opts Options) (*Broker, *logBuf) {
 	if opts.MaxPacketSize == 0 {
 		opts.MaxPacketSize = 256 << 10
 	}
+	if opts.Auth.Anonymous == "" {
+		// Most tests connect without credentials from 127.0.0.1; the
+		// broker's own default (never) is TestAnonymousNeverUnlessGranted's.
+		opts.Auth.Anonymous = AnonymousLoopback
+	}
 	b, err := New(opts)
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)

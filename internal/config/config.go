@@ -67,6 +67,8 @@ type MQTT struct {
 	MQTTAuth  `yaml:",inline"` // users, acl, login_limit (ingest.go)
 	// Anonymous says who may connect without credentials: "loopback" (clients
 	// on 127.0.0.1/::1 only, as mosquitto 2 does by default), "always" or "never".
+	// A file that leaves it out gets "never": anonymous access is only ever
+	// granted explicitly (the shipped configs say loopback).
 	Anonymous string `yaml:"anonymous"`
 	// MaxPacketSize bounds every inbound packet, hence the memory one client can
 	// make the broker hold and the largest record (DIS takes at most 1 MiB).
@@ -174,7 +176,7 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "text"},
 		MQTT: MQTT{
 			Listeners: []Listener{{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"}},
-			Anonymous: "loopback",
+			Anonymous: "never", // granted only by an explicit mqtt.anonymous
 			// 256 KiB: telemetry is small; this bounds per-client memory well under
 			// DIS's 1 MiB record limit.
 			MaxPacketSize: 256 << 10,

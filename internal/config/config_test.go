@@ -72,8 +72,8 @@ func TestDefaultsFillOmittedKeys(t *testing.T) {
 	if !s.Create || s.PartitionCount != 1 || s.StreamType != "COMMON" || s.DataType != "BLOB" || s.DataDuration != 24 {
 		t.Errorf("stream defaults not applied: %+v", s)
 	}
-	if cfg.Uplink.Linger.D() != 20*time.Millisecond || cfg.Buffer.Sync != "batch" || cfg.MQTT.Anonymous != "loopback" {
-		t.Errorf("section defaults not applied: %+v %+v", cfg.Uplink, cfg.Buffer)
+	if cfg.Uplink.Linger.D() != 20*time.Millisecond || cfg.Buffer.Sync != "batch" || cfg.MQTT.Anonymous != "never" {
+		t.Errorf("section defaults not applied: %+v %+v anonymous %q (want never: only an explicit key grants it)", cfg.Uplink, cfg.Buffer, cfg.MQTT.Anonymous)
 	}
 	if !cfg.DIS.Builtin.Enabled || cfg.DIS.Builtin.Server.Listen != "127.0.0.1:9180" {
 		t.Errorf("built-in DIS defaults not applied: %+v", cfg.DIS.Builtin)

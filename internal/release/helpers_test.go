@@ -417,6 +417,7 @@ func gatewayConfig(dataDir string, mqttPort, disPort, adminPort int) string {
 	return fmt.Sprintf(`gateway:
   id: release-test
 mqtt:
+  anonymous: loopback
   listeners:
     - {name: tcp, type: tcp, address: "127.0.0.1:%d"}
 buffer:

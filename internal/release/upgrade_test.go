@@ -39,6 +39,7 @@ func TestUpgradeDrainsPreviousBuildsBuffer(t *testing.T) {
 	writeFile(t, oldCfg, fmt.Sprintf(`gateway:
   id: release-upgrade
 mqtt:
+  anonymous: loopback
   listeners:
     - {name: tcp, type: tcp, address: "127.0.0.1:%d"}
 buffer:
@@ -81,6 +82,7 @@ routes:
 	writeFile(t, newCfg, fmt.Sprintf(`gateway:
   id: release-upgrade
 mqtt:
+  anonymous: loopback
   listeners:
     - {name: tcp, type: tcp, address: "127.0.0.1:%d"}
 buffer:
