@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgegw/edgegw/internal/dis"
+	"github.com/edgegw/edgegw/internal/jsontok"
 )
 
 // Route says where the records of a stream go. Routes of one stream are
@@ -126,7 +127,7 @@ func (c *route) accepts(rec *record) bool {
 		if err != nil {
 			return false
 		}
-		v, err := jsonText(raw)
+		v, err := jsontok.Text(raw)
 		return err == nil && v == c.MatchValue
 	}
 	return true
@@ -148,7 +149,7 @@ func (c *route) payload(rec *record) ([]byte, error) {
 	if raw[0] != '"' {
 		return raw, nil // an object, array, number, boolean or null: its JSON text
 	}
-	s, err := unquote(raw)
+	s, err := jsontok.Unquote(raw)
 	if err != nil {
 		return nil, fmt.Errorf("unwrap %s: %w", field, err)
 	}
@@ -156,7 +157,7 @@ func (c *route) payload(rec *record) ([]byte, error) {
 	// "<field>_encoding": "base64" (router/envelope.go).
 	encPath := append(append([]string(nil), c.unwrap[:len(c.unwrap)-1]...), c.unwrap[len(c.unwrap)-1]+"_encoding")
 	if encRaw, err := jsonLookup(rec.data, encPath); err == nil {
-		enc, _ := jsonText(encRaw)
+		enc, _ := jsontok.Text(encRaw)
 		if enc != "base64" {
 			return nil, fmt.Errorf("unwrap %s: %s is %q; only base64 is understood", field, strings.Join(encPath, "."), enc)
 		}
@@ -376,7 +377,7 @@ func (t *topicTemplate) value(p topicPart, rec *record, keyPrefix string) (strin
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", describe(p), err)
 		}
-		v, err := jsonText(raw)
+		v, err := jsontok.Text(raw)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", describe(p), err)
 		}
