@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgegw/edgegw/internal/dis"
 	"github.com/edgegw/edgegw/internal/jsontok"
+	"github.com/edgegw/edgegw/internal/tmpl"
 )
 
 // Route says where the records of a stream go. Routes of one stream are
@@ -227,43 +228,23 @@ func CheckFieldPath(s string) error {
 
 func parseTopic(s string) (*topicTemplate, error) {
 	t := &topicTemplate{src: s}
-	var lit strings.Builder
-	flush := func() {
-		if lit.Len() > 0 {
-			t.parts = append(t.parts, topicPart{kind: partLiteral, lit: lit.String()})
-			lit.Reset()
+	err := tmpl.Split(s, func(lit string) error {
+		if i := strings.IndexAny(lit, "+#\x00"); i >= 0 {
+			return fmt.Errorf("%q is a wildcard or NUL; a topic to publish to has none", lit[i])
 		}
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '{' && i+1 < len(s) && s[i+1] == '{':
-			lit.WriteByte('{')
-			i++
-		case c == '}' && i+1 < len(s) && s[i+1] == '}':
-			lit.WriteByte('}')
-			i++
-		case c == '}':
-			return nil, fmt.Errorf("%q: unmatched \"}\" at byte %d; write \"}}\" for a literal brace", s, i)
-		case c == '{':
-			end := strings.IndexByte(s[i+1:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("%q: \"{\" at byte %d is never closed; write \"{{\" for a literal brace", s, i)
-			}
-			p, err := parsePlaceholder(s[i+1 : i+1+end])
-			if err != nil {
-				return nil, fmt.Errorf("%q: %w", s, err)
-			}
-			flush()
-			t.parts = append(t.parts, p)
-			i += end + 1
-		case c == '+' || c == '#' || c == 0:
-			return nil, fmt.Errorf("%q: %q is a wildcard or NUL; a topic to publish to has none", s, c)
-		default:
-			lit.WriteByte(c)
+		t.parts = append(t.parts, topicPart{kind: partLiteral, lit: lit})
+		return nil
+	}, func(name string) error {
+		p, err := parsePlaceholder(name)
+		if err != nil {
+			return err
 		}
+		t.parts = append(t.parts, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
 	}
-	flush()
 	if len(t.parts) == 0 {
 		return nil, errors.New("empty topic")
 	}

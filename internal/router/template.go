@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/edgegw/edgegw/internal/tmpl"
 )
 
 // Partition key templates.
@@ -56,48 +58,26 @@ const maxLevelRef = 1024
 
 func parseTemplate(s string) (*template, error) {
 	t := &template{src: s}
-	var lit strings.Builder
-	flush := func() {
-		if lit.Len() > 0 {
-			t.parts = append(t.parts, part{kind: partLiteral, lit: lit.String()})
-			lit.Reset()
+	err := tmpl.Split(s, func(lit string) error {
+		t.parts = append(t.parts, part{kind: partLiteral, lit: lit})
+		return nil
+	}, func(name string) error {
+		p, err := parsePlaceholder(name)
+		if err != nil {
+			return err
 		}
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '{' && i+1 < len(s) && s[i+1] == '{':
-			lit.WriteByte('{')
-			i++
-		case c == '}' && i+1 < len(s) && s[i+1] == '}':
-			lit.WriteByte('}')
-			i++
-		case c == '}':
-			return nil, fmt.Errorf("template %q: unmatched \"}\" at byte %d; write \"}}\" for a literal brace", s, i)
-		case c == '{':
-			end := strings.IndexByte(s[i+1:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("template %q: \"{\" at byte %d is never closed; write \"{{\" for a literal brace", s, i)
-			}
-			name := s[i+1 : i+1+end]
-			p, err := parsePlaceholder(name)
-			if err != nil {
-				return nil, fmt.Errorf("template %q: %w", s, err)
-			}
-			flush()
-			t.parts = append(t.parts, p)
-			switch p.kind {
-			case partTopic:
-				t.maxLevel = max(t.maxLevel, p.level)
-			case partPayload:
-				t.payload = true
-			}
-			i += end + 1
-		default:
-			lit.WriteByte(c)
+		t.parts = append(t.parts, p)
+		switch p.kind {
+		case partTopic:
+			t.maxLevel = max(t.maxLevel, p.level)
+		case partPayload:
+			t.payload = true
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("template %q: %w", s, err)
 	}
-	flush()
 	if len(t.parts) == 0 {
 		return nil, errors.New("empty template")
 	}
