@@ -73,7 +73,7 @@ func Kind(c byte) string {
 // (escapes, and invalid UTF-8 read as U+FFFD), without allocating beyond the
 // result when the token needs no decoding.
 func Unquote(raw []byte) (string, error) {
-	if inner := raw[1 : len(raw)-1]; plain(inner) {
+	if inner := raw[1 : len(raw)-1]; Plain(inner) {
 		return string(inner), nil
 	}
 	var s string
@@ -135,16 +135,16 @@ func findElement(data []byte, i int, seg string) (int, bool, error) {
 }
 
 func keyEquals(raw []byte, key string) (bool, error) {
-	if inner := raw[1 : len(raw)-1]; plain(inner) {
+	if inner := raw[1 : len(raw)-1]; Plain(inner) {
 		return string(inner) == key, nil // compiler-recognised: no allocation
 	}
 	s, err := Unquote(raw)
 	return s == key, err
 }
 
-// plain reports whether a string token's contents need no decoding: no
-// escapes and valid UTF-8.
-func plain(inner []byte) bool {
+// Plain reports whether a string token's contents (without the quotes) read
+// as they are: no escapes and valid UTF-8, so no decoding is needed.
+func Plain(inner []byte) bool {
 	ascii := true
 	for _, c := range inner {
 		if c == '\\' {

@@ -92,28 +92,9 @@ func wrongTypeAt(s avro.Schema, j *jscan) *fieldErr {
 	return fail(CodeType, "want %s, got %s", typeName(s), describeAt(j.b, j.i))
 }
 
-// plain reports whether a string token's contents read as they are: no
-// escapes and valid UTF-8.
-func plain(inner []byte) bool {
-	ascii := true
-	for _, c := range inner {
-		if c == '\\' {
-			return false
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	return ascii || utf8.Valid(inner)
-}
-
 // unquote decodes a valid JSON string token.
 func unquote(tok []byte) string {
-	if inner := tok[1 : len(tok)-1]; plain(inner) {
-		return string(inner)
-	}
-	var s string
-	_ = json.Unmarshal(tok, &s) // cannot fail: the payload passed json.Valid
+	s, _ := jsontok.Unquote(tok) // cannot fail: the payload passed json.Valid
 	return s
 }
 
@@ -193,7 +174,7 @@ func (c *compiler) scan(s avro.Schema) scanCheck {
 				return wrongTypeAt(s, j)
 			}
 			tok := j.token()
-			if inner := tok[1 : len(tok)-1]; plain(inner) {
+			if inner := tok[1 : len(tok)-1]; jsontok.Plain(inner) {
 				if _, ok := set[string(inner)]; ok { // no allocation
 					return nil
 				}
@@ -253,7 +234,7 @@ func (c *compiler) scanBytes(s avro.Schema) scanCheck {
 		tok := j.token()
 		var n int
 		var ok bool
-		if inner := tok[1 : len(tok)-1]; plain(inner) {
+		if inner := tok[1 : len(tok)-1]; jsontok.Plain(inner) {
 			n, ok = latin1Bytes(inner)
 		} else {
 			n, ok = latin1(unquote(tok))
@@ -428,7 +409,7 @@ func (c *compiler) scanRecord(r *avro.RecordSchema) scanCheck {
 		j.members(func(key []byte, pos int) {
 			var i int
 			var ok bool
-			if inner := key[1 : len(key)-1]; plain(inner) {
+			if inner := key[1 : len(key)-1]; jsontok.Plain(inner) {
 				i, ok = index[string(inner)] // no allocation
 			} else {
 				i, ok = index[unquote(key)]
