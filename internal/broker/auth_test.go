@@ -118,11 +118,18 @@ func TestFailedLoginsAreRateLimitedPerAddress(t *testing.T) {
 	if try("wrong") != 0x86 || try("wrong") != 0x86 {
 		t.Fatal("the first failures are checked and refused")
 	}
-	if code := try("right"); code != 0x86 {
-		t.Fatalf("third login with the right password: 0x%02x, want refused (rate limited)", code)
+	if code := try("right"); code != 0x9F {
+		t.Fatalf("third login with the right password: 0x%02x, want 0x9F (connection rate exceeded)", code)
 	}
-	if got := b.Stats().AuthFailures[FailRateLimited]; got != 1 {
-		t.Fatalf("rate_limited = %d, want 1", got)
+	// MQTT 3.1.1 has no rate code: not authorized (0x05).
+	if c, _, err := dial3("tcp://"+a, "rl3", "d1", "right", nil); err == nil || !strings.Contains(err.Error(), "not Authorized") {
+		if c != nil {
+			c.Disconnect(0)
+		}
+		t.Fatalf("MQTT 3.1.1 login while rate limited: %v, want not authorized", err)
+	}
+	if got := b.Stats().AuthFailures[FailRateLimited]; got != 2 {
+		t.Fatalf("rate_limited = %d, want 2", got)
 	}
 	mu.Lock()
 	now = now.Add(30 * time.Minute) // one token back (2 per hour)

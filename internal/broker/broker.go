@@ -321,6 +321,15 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		return true
 	}
 	b.stats.authFailures[kindIndex(failKinds[:], kind)].Add(1)
+	if kind == FailRateLimited && cl.Properties.ProtocolVersion == 5 {
+		// MQTT 5 has a reason code for this, 0x9F; mochi would answer 0x86
+		// (bad user name or password) and a device would think its
+		// credentials wrong. Answer 0x9F and end the connection, so mochi's
+		// own CONNACK finds it closed and is not sent. 3.1.1 has no such
+		// code and keeps 0x05 (not authorized).
+		_ = b.srv.SendConnack(cl, packets.ErrConnectionRateExceeded, false, nil)
+		cl.Stop(packets.ErrConnectionRateExceeded)
+	}
 	ip := remoteIP(cl.Net.Remote)
 	if log, suppressed := b.logLogin.Allow(ip); log {
 		attrs := []any{"reason", kind, "client", cl.ID, "username", string(pk.Connect.Username),
