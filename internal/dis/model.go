@@ -251,8 +251,11 @@ type CommitCheckpointRequest struct {
 	PartitionID    string `json:"partition_id"`
 	SequenceNumber string `json:"sequence_number"`
 	Metadata       string `json:"metadata,omitempty"`
-	ClientID       string `json:"client_id,omitempty"`
-	GenerationID   *int64 `json:"generation_id,omitempty"`
+	// ClientID and GenerationID are not in the reference: the Java DIS SDK's
+	// CommitCheckpointRequest carries them (the Kafka adapter sets them in
+	// subscribe mode). The server accepts and ignores them.
+	ClientID     string `json:"client_id,omitempty"`
+	GenerationID *int64 `json:"generation_id,omitempty"`
 }
 
 // GetCheckpointResponse is the body of GET /v2/{project_id}/checkpoints (§5.3.2).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -127,15 +128,24 @@ func readAllLimited(rd io.Reader, max int64, bad func(string, ...any) error) ([]
 	return out, nil
 }
 
-// decodeJSON decodes a request body into v. Malformed JSON and wrong types
-// become DIS.4300 naming the field; unknown fields are ignored because real
-// clients send fields the reference does not list (see the package report).
+// decodeJSON decodes a request body into v. Malformed JSON, wrong types and
+// unknown fields become DIS.4300 naming the field. The fields official
+// clients send beyond the reference are declared in the request types
+// (requests.go), so only fields no known client sends are refused.
 func decodeJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return dis.NewError(dis.CodeEmptyRequest, "Empty request.")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if key, ok := strings.CutPrefix(err.Error(), unknownFieldPrefix); ok {
+			field := unknownFieldPath(body, reflect.TypeOf(v))
+			if field == "" {
+				field, _ = strconv.Unquote(key)
+			}
+			return dis.NewError(dis.CodeBadRequestBody, "Request error. Unknown field %q in the body; remove it.", field)
+		}
 		return jsonError(err)
 	}
 	if dec.More() {
@@ -187,4 +197,155 @@ func jsonTypeName(kind string) string {
 // bodyError is DIS.4300 naming the field.
 func bodyError(field, format string, args ...any) *dis.Error {
 	return dis.NewError(dis.CodeBadRequestBody, "Request error. Field %s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// unknownFieldPrefix starts encoding/json's error for a key the target type
+// does not declare (the error carries the key, not its path).
+const unknownFieldPrefix = "json: unknown field "
+
+var (
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// unknownFieldPath finds the first key in body, in document order, that t
+// does not declare, and returns its path (e.g. records[2].foo), matching
+// keys like encoding/json does (exact, then case-insensitive). It returns
+// "" if it finds none, e.g. for input encoding/json rejected first.
+func unknownFieldPath(body []byte, t reflect.Type) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	path, _ := walkUnknown(dec, t, "")
+	return path
+}
+
+// walkUnknown reads one JSON value from dec, checking object keys against t.
+// It returns the path of the first unknown key, or "" and whether the value
+// was read completely.
+func walkUnknown(dec *json.Decoder, t reflect.Type, path string) (string, bool) {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return "", false
+	}
+	delim, isDelim := tok.(json.Delim)
+	if !isDelim {
+		return "", true // a scalar: nothing to check
+	}
+	if t == nil || t == rawMessageType || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return "", skipRest(dec, delim)
+	}
+	switch {
+	case delim == '{' && t.Kind() == reflect.Struct:
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return "", false
+			}
+			key, _ := k.(string)
+			ft, ok := jsonField(t, key)
+			if !ok {
+				return joinPath(path, key), true
+			}
+			if p, ok := walkUnknown(dec, ft, joinPath(path, key)); p != "" || !ok {
+				return p, ok
+			}
+		}
+	case delim == '{' && t.Kind() == reflect.Map:
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return "", false
+			}
+			key, _ := k.(string)
+			if p, ok := walkUnknown(dec, t.Elem(), joinPath(path, key)); p != "" || !ok {
+				return p, ok
+			}
+		}
+	case delim == '[' && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for i := 0; dec.More(); i++ {
+			if p, ok := walkUnknown(dec, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); p != "" || !ok {
+				return p, ok
+			}
+		}
+	default:
+		return "", skipRest(dec, delim) // a type mismatch: encoding/json reports it
+	}
+	_, err = dec.Token() // the closing delimiter
+	return "", err == nil
+}
+
+// skipRest reads the rest of a value whose opening delimiter was read.
+func skipRest(dec *json.Decoder, open json.Delim) bool {
+	if open != '{' && open != '[' {
+		return true
+	}
+	for depth := 1; depth > 0; {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return true
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// jsonField returns the type of the field of struct t that encoding/json
+// decodes key into, looking into embedded structs.
+func jsonField(t reflect.Type, key string) (reflect.Type, bool) {
+	var fold reflect.Type
+	found := false
+	var visit func(t reflect.Type) bool
+	visit = func(t reflect.Type) bool {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, _, _ := strings.Cut(tag, ",")
+			ft := f.Type
+			if f.Anonymous && name == "" {
+				for ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if ft.Kind() == reflect.Struct {
+					if visit(ft) {
+						return true
+					}
+					continue
+				}
+			}
+			if !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if name == key {
+				fold, found = f.Type, true
+				return true
+			}
+			if !found && strings.EqualFold(name, key) {
+				fold, found = f.Type, true
+			}
+		}
+		return false
+	}
+	visit(t)
+	return fold, found
 }

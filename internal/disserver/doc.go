@@ -15,14 +15,21 @@ package disserver
 //     retry), not the reference's HTTP 400. The request-level limit and
 //     injected request faults are HTTP 429. Once a partition throttles a
 //     record in a request, its later records in that request fail too.
-//   - Unknown JSON fields are ignored: real clients send fields the reference
-//     does not list (the Java SDK's CreateStreamRequest always sends
-//     "is_private", its checkpoint commits carry client_id/generation_id, SDK
-//     versions add fields over time), and the Java SDK's shared request
-//     models are @JsonIgnoreProperties(ignoreUnknown = true), as the service
-//     evidently is; rejecting them would break those clients. Malformed JSON, wrong JSON types,
-//     missing required fields and unknown enum values are DIS.4300 naming
-//     the field.
+//   - Request bodies are decoded strictly: a field no client sends is
+//     DIS.4300 "Unknown field "x" in the body; remove it." (with its path
+//     when nested, e.g. records[1].x), as are malformed JSON, wrong JSON
+//     types, missing required fields and unknown enum values. The fields
+//     official clients send beyond the reference are declared per endpoint
+//     and accepted (requests.go names the client of each): the Java SDK's
+//     CreateStreamRequest always sends "is_private" and, through Jackson's
+//     isPrivate() accessor, "private", plus private-cluster and dump-task
+//     fields when set; its PutRecords entries may carry "extended_info";
+//     its checkpoint commits carry client_id/generation_id (Kafka adapter);
+//     its updateStream sends stream_name and data_type/data_schema (older
+//     versions target_data_type/target_data_schema) to …/update, which
+//     applies them. The Go SDK v3, Python SDK and go-dis send only reference
+//     fields. The dump-task descriptors are ignored (dump tasks are not
+//     implemented).
 //   - Cursors are unpadded base64url of the reference's GetCursor JSON layout,
 //     always AT_SEQUENCE_NUMBER with the position resolved when issued; the
 //     Kafka adapter decodes them. Std base64, padding and '+' sent as ' ' are

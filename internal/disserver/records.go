@@ -2,6 +2,7 @@ package disserver
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +16,10 @@ import (
 )
 
 var fastJSON = jsoniter.ConfigCompatibleWithStandardLibrary
+
+// fastStrictJSON decodes PutRecords bodies: like fastJSON, but an unknown
+// field fails (decodeJSON then names it).
+var fastStrictJSON = jsoniter.Config{EscapeHTML: true, SortMapKeys: true, ValidateJsonRawMessage: true, DisallowUnknownFields: true}.Froze()
 
 // putRequestJSON is the JSON body of PutRecords as the server decodes it:
 // data stays a string so that a bad base64 value can be reported with its
@@ -31,6 +36,9 @@ type putEntryJSON struct {
 	PartitionID     string  `json:"partition_id"`
 	PartitionKey    string  `json:"partition_key"`
 	Timestamp       *int64  `json:"timestamp"`
+	// Java DIS SDK, PutRecordsRequestEntry: small-file upload (putFiles)
+	// details, sent when set; stored as a plain record (COMPAT-NOTES (b) 4).
+	ExtendedInfo json.RawMessage `json:"extended_info"`
 }
 
 // decodePutRecords decodes a PutRecords body in either form into validated
@@ -57,7 +65,7 @@ func (s *Server) decodePutRecords(body []byte, proto bool) (name, id string, rec
 		// jsoniter decodes a large PutRecords body ~8x faster than
 		// encoding/json (measured: 1.1 ms vs 8.3 ms for 500 × 1 KiB);
 		// encoding/json runs only when it fails, for its precise messages.
-		if err := fastJSON.Unmarshal(body, &req); err != nil {
+		if err := fastStrictJSON.Unmarshal(body, &req); err != nil {
 			req = putRequestJSON{}
 			if err := decodeJSON(body, &req); err != nil {
 				return "", "", nil, err

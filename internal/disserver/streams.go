@@ -251,7 +251,7 @@ func validateTags(tags []dis.Tag, sys []dis.SysTag) error {
 
 // hCreateStream serves POST /v2/{project_id}/streams (§5.1.1).
 func (s *Server) hCreateStream(c *call) error {
-	var req dis.CreateStreamRequest
+	var req createStreamBody
 	if err := decodeJSON(c.body, &req); err != nil {
 		return err
 	}
@@ -648,16 +648,48 @@ func (s *Server) hUpdateStream(c *call) error {
 }
 
 // hUpdateAutoScale serves PUT /v2/{project_id}/streams/{stream_name}/update (§5.1.10).
-// The settings are stored and reported; this server does not scale by load.
+// The auto-scaling settings are stored and reported; this server does not
+// scale by load. The Java SDK's updateStream also sends a data type change
+// here (update_type DATA_TYPE), applied like hUpdateStream's.
 func (s *Server) hUpdateAutoScale(c *call) error {
-	var req dis.UpdateAutoScaleRequest
+	var req updateAutoScaleBody
 	if err := decodeJSON(c.body, &req); err != nil {
 		return err
 	}
-	if req.UpdateType != "" && req.UpdateType != "AUTO_SCALE" {
-		return bodyError("update_type", "%q must be AUTO_SCALE", req.UpdateType)
+	if req.UpdateType != "" && req.UpdateType != "AUTO_SCALE" && req.UpdateType != "DATA_TYPE" {
+		return bodyError("update_type", "%q must be AUTO_SCALE or DATA_TYPE", req.UpdateType)
 	}
-	return s.updateMeta(c, c.seg[1], http.StatusOK, func(m *streamMeta) error {
+	name := c.seg[1]
+	if req.StreamName != "" {
+		if err := checkBodyStreamName(req.StreamName, name); err != nil {
+			return err
+		}
+	}
+	dataType, dataTypeField := req.DataType, "data_type"
+	if dataType == nil {
+		dataType, dataTypeField = req.TargetDataType, "target_data_type"
+	}
+	schema := req.DataSchema
+	if schema == nil {
+		schema = req.TargetDataSchema
+	}
+	if dataType != nil {
+		if err := validateDataType(dataTypeField, *dataType); err != nil {
+			return err
+		}
+	}
+	if schema != nil {
+		if err := validateSchema(*schema); err != nil {
+			return err
+		}
+	}
+	return s.updateMeta(c, name, http.StatusOK, func(m *streamMeta) error {
+		if dataType != nil {
+			m.DataType = *dataType
+		}
+		if schema != nil {
+			m.DataSchema = *schema
+		}
 		return applyAutoScale(m, req.AutoScaleEnabled, req.AutoScaleMinPartitionCount, req.AutoScaleMaxPartitionCount)
 	})
 }

@@ -69,9 +69,11 @@ func TestCreateStream(t *testing.T) {
 			"tags":     []map[string]string{{"key": "origin", "value": "create"}},
 			"sys_tags": []map[string]string{{"key": "_sys_enterprise_project_id", "value": "0b3c3bde-1c79-4e8a-9c6c-5b2d5d6b3a11"}},
 		}, status: 201},
-		{name: "unknown fields that real SDKs send are ignored", method: "POST", path: streamsPath,
-			// The Java SDK's CreateStreamRequest always sends is_private (a primitive boolean).
-			body: map[string]any{"stream_name": "extra", "partition_count": 1, "obs_destination_descriptor": []any{}, "tag": nil, "is_private": false}, status: 201},
+		{name: "fields real SDKs send beyond the reference are accepted", method: "POST", path: streamsPath,
+			// The Java SDK's CreateStreamRequest always sends is_private (a primitive boolean), twice (requests.go).
+			body: map[string]any{"stream_name": "extra", "partition_count": 1, "obs_destination_descriptor": []any{}, "is_private": false, "private": false}, status: 201},
+		{name: "a field no client sends is DIS.4300 naming it", method: "POST", path: streamsPath,
+			body: map[string]any{"stream_name": "extra2", "partition_count": 1, "tag": nil}, status: 400, code: "DIS.4300", msg: `Unknown field "tag"`},
 		{name: "trailing slash routes like no slash", method: "POST", path: streamsPath + "/",
 			body: map[string]any{"stream_name": "slash", "partition_count": 1}, status: 201},
 		{name: "duplicate name is DIS.4307", method: "POST", path: streamsPath,
