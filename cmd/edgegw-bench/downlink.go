@@ -183,6 +183,7 @@ func startDownlinkGateway(dir, endpoint string) (*runningGateway, error) {
 	cfg.DIS.Endpoint, cfg.DIS.Builtin.Enabled = endpoint, false
 	parsed, err := config.Parse([]byte(`streams: [{name: telemetry, create: false}]
 routes: [{topic: devices/+/telemetry, stream: telemetry}]
+dis: {builtin: {auth: {mode: none}}}  # only routes and downlink are taken from this
 downlink:
   start_position: trim_horizon
   backoff_initial: 50ms  # resume at once when the bench lifts the outage

@@ -248,7 +248,7 @@ func startGateway(dir, endpoint string) (*runningGateway, error) {
 		cfg.DIS.Endpoint, cfg.DIS.Builtin.Enabled = endpoint, false
 	}
 	cfg.Streams = []config.Stream{{Name: "telemetry", Create: true, PartitionCount: 4, StreamType: "COMMON", DataType: "BLOB", DataDuration: 24}}
-	routes, err := config.Parse([]byte("streams: [{name: telemetry}]\nroutes:\n  - {topic: devices/+/telemetry, stream: telemetry, partition_key: \"{topic.2}\"}\n"))
+	routes, err := config.Parse([]byte("streams: [{name: telemetry}]\nroutes:\n  - {topic: devices/+/telemetry, stream: telemetry, partition_key: \"{topic.2}\"}\ndis: {builtin: {auth: {mode: none}}}\n"))
 	if err != nil {
 		return nil, err
 	}

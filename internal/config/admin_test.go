@@ -15,7 +15,11 @@ func TestAdminDefaultIsLoopbackWithoutToken(t *testing.T) {
 }
 
 // withRoute makes a config fragment a whole valid file.
-const withRoute = "\nstreams: [{name: s1}]\nroutes: [{topic: a/+, stream: s1}]\n"
+const withRoute = "\nstreams: [{name: s1}]\nroutes: [{topic: a/+, stream: s1}]\n" + builtinNoAuth
+
+// builtinNoAuth is what a test file says to run the built-in DIS server
+// without credentials (dis.builtin.auth.mode has no default).
+const builtinNoAuth = "dis: {builtin: {auth: {mode: none}}}\n"
 
 func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 	for _, tc := range []struct {

@@ -244,6 +244,7 @@ func Parse(data []byte) (Config, error) { return parse(data, "") }
 // parse is Parse with relative file paths taken from dir.
 func parse(data []byte, dir string) (Config, error) {
 	cfg := Default()
+	cfg.DIS.Builtin.Server = disserver.FileDefaults() // a file states dis.builtin.auth.mode or configures credentials
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return Config{}, fmt.Errorf("invalid YAML: %w", err)
@@ -259,6 +260,7 @@ func parse(data []byte, dir string) (Config, error) {
 		}
 	}
 	cfg.resolvePaths(dir)
+	cfg.DIS.Builtin.Server.ResolveAuthMode()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}

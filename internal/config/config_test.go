@@ -64,7 +64,7 @@ func containsLine(lines []string, want string) bool {
 }
 
 func TestDefaultsFillOmittedKeys(t *testing.T) {
-	cfg, err := Parse([]byte("streams:\n  - name: s1\nroutes:\n  - {topic: a/+, stream: s1}\n"))
+	cfg, err := Parse([]byte("streams:\n  - name: s1\nroutes:\n  - {topic: a/+, stream: s1}\n" + builtinNoAuth))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 const uplinkRoute = "streams:\n  - name: s1\nroutes:\n  - {topic: a/+, stream: s1}\n"
 
 func TestDownlinkRouteDefaults(t *testing.T) {
-	cfg, err := Parse([]byte(uplinkRoute + "downlink:\n  routes:\n    - {stream: commands, topic: \"devices/{partition_key}/cmd\"}\n"))
+	cfg, err := Parse([]byte(uplinkRoute + builtinNoAuth + "downlink:\n  routes:\n    - {stream: commands, topic: \"devices/{partition_key}/cmd\"}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ streams:
     data_schema_file: t.avsc
 routes:
   - {topic: "#", stream: telemetry}
-`
+` + builtinNoAuth
 	path := filepath.Join(dir, "edgegw.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ streams:
     data_type: CSV
 routes:
   - {topic: "#", stream: made}
-`))
+` + builtinNoAuth))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,11 @@ type Config struct {
 
 // AuthConfig selects how requests authenticate.
 type AuthConfig struct {
+	// Mode is none, aksk, token or any. Config files start from FileDefaults,
+	// where it is unset (""): it then means any when credentials are
+	// configured (keys, users or the environment pair), and is an error
+	// otherwise, so that no credential checks happen only when a file says
+	// mode: none.
 	Mode string `yaml:"mode"`
 	// Keys are AK/SK pairs. The environment pair (EDGEGW_DIS_ACCESS_KEY,
 	// EDGEGW_DIS_SECRET_KEY) is added to them and is valid for every project.
@@ -172,6 +177,29 @@ func DefaultConfig() Config {
 	}
 }
 
+// FileDefaults returns the defaults a config file is read over: those of
+// DefaultConfig with auth.mode unset, so that a file must state mode: none
+// (or configure credentials). DefaultConfig keeps mode none for Go callers.
+func FileDefaults() Config {
+	c := DefaultConfig()
+	c.Auth.Mode = ""
+	return c
+}
+
+// hasCredentials reports whether any credential is configured: auth.keys,
+// auth.users or the environment key pair.
+func (a AuthConfig) hasCredentials() bool {
+	return len(a.Keys) > 0 || len(a.Users) > 0 || (os.Getenv(EnvAccessKey) != "" && os.Getenv(EnvSecretKey) != "")
+}
+
+// ResolveAuthMode turns an unset auth.mode into any when credentials are
+// configured. Without credentials it stays unset, which Validate refuses.
+func (c *Config) ResolveAuthMode() {
+	if c.Auth.Mode == "" && c.Auth.hasCredentials() {
+		c.Auth.Mode = AuthAny
+	}
+}
+
 var projectIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate reports every problem at once; each names its YAML key.
@@ -191,6 +219,12 @@ func (c Config) Validate() error {
 	a := c.Auth
 	switch a.Mode {
 	case AuthNone, AuthAKSK, AuthToken, AuthAny:
+	case "":
+		if a.hasCredentials() {
+			a.Mode = AuthAny // what ResolveAuthMode makes of it
+			break
+		}
+		bad("auth.mode", "not set and no credentials configured; set mode: none for local development (no credentials are checked), or add auth.keys / auth.users (or set %s and %s)", EnvAccessKey, EnvSecretKey)
 	default:
 		bad("auth.mode", "%q is not one of none, aksk, token, any", a.Mode)
 	}
@@ -311,10 +345,10 @@ func checkProjects(key string, projects []string, bad func(string, string, ...an
 	}
 }
 
-// LoadConfigFile reads a YAML file over DefaultConfig with unknown keys
-// rejected, then validates it.
+// LoadConfigFile reads a YAML file over FileDefaults with unknown keys
+// rejected, resolves an unset auth.mode, then validates it.
 func LoadConfigFile(path string) (Config, error) {
-	c := DefaultConfig()
+	c := FileDefaults()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return c, fmt.Errorf("read DIS server config: %w", err)
@@ -324,6 +358,7 @@ func LoadConfigFile(path string) (Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("parse DIS server config %s: %w", path, err)
 	}
+	c.ResolveAuthMode()
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("DIS server config %s: %w", path, err)
 	}

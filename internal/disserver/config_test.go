@@ -1,6 +1,8 @@
 package disserver
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +64,56 @@ func TestValidateAuthNeedsCredentials(t *testing.T) {
 	c.Auth.Mode = AuthAKSK
 	if err := c.Validate(); err != nil {
 		t.Errorf("environment key pair not counted: %v", err)
+	}
+}
+
+// TestUnsetAuthModeFollowsCredentials: a config file that leaves auth.mode
+// out gets any when it configures credentials (keys, users or the
+// environment pair) and is refused, naming the key and the fix, otherwise.
+func TestUnsetAuthModeFollowsCredentials(t *testing.T) {
+	write := func(t *testing.T, text string) string {
+		p := filepath.Join(t.TempDir(), "dis.yml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Setenv(EnvAccessKey, "")
+	t.Setenv(EnvSecretKey, "")
+	for name, text := range map[string]string{
+		"keys":  "auth:\n  keys:\n    - {access_key: AK, secret_key: SK, projects: ['*']}\n",
+		"users": "auth:\n  users:\n    - {name: u, password: p, projects: ['*']}\n",
+	} {
+		c, err := LoadConfigFile(write(t, "data_dir: d\n"+text))
+		if err != nil || c.Auth.Mode != AuthAny {
+			t.Errorf("%s without a mode: %q, %v; want any", name, c.Auth.Mode, err)
+		}
+	}
+	_, err := LoadConfigFile(write(t, "data_dir: d\n"))
+	want := "auth.mode: not set and no credentials configured; set mode: none for local development (no credentials are checked), or add auth.keys / auth.users"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("no mode, no credentials: %v", err)
+	}
+	if c, err := LoadConfigFile(write(t, "data_dir: d\nauth: {mode: none}\n")); err != nil || c.Auth.Mode != AuthNone {
+		t.Fatalf("explicit none: %q, %v", c.Auth.Mode, err)
+	}
+	if err := FileDefaults().Validate(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("FileDefaults without credentials validated: %v", err)
+	}
+
+	t.Setenv(EnvAccessKey, "AK")
+	t.Setenv(EnvSecretKey, "SK")
+	if c, err := LoadConfigFile(write(t, "data_dir: d\n")); err != nil || c.Auth.Mode != AuthAny {
+		t.Fatalf("environment pair without a mode: %q, %v; want any", c.Auth.Mode, err)
+	}
+	c := FileDefaults()
+	c.DataDir = t.TempDir()
+	s, err := New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(t.Context())
+	if s.cfg.Auth.Mode != AuthAny {
+		t.Fatalf("New kept mode %q for an unset mode with credentials", s.cfg.Auth.Mode)
 	}
 }

@@ -117,8 +117,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	modeUnset := cfg.Auth.Mode == ""
+	cfg.ResolveAuthMode()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("DIS server config: %w", err)
+	}
+	if modeUnset {
+		log.Info("DIS server auth.mode not set; using any because credentials are configured")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create DIS data directory: %w", err)

@@ -23,7 +23,7 @@ func TestDownlinkOptionsFromConfig(t *testing.T) {
 		}
 		return cfg
 	}
-	const head = "gateway: {id: site7.gw-2}\nstreams: [{name: s1}]\nroutes: [{topic: a/+, stream: s1}]\n"
+	const head = "gateway: {id: site7.gw-2}\nstreams: [{name: s1}]\nroutes: [{topic: a/+, stream: s1}]\ndis: {builtin: {auth: {mode: none}}}\n"
 	cfg := parse(head + `downlink:
   start_position: timestamp
   start_timestamp: "2026-03-01T12:00:00Z"

@@ -429,6 +429,7 @@ dis:
     enabled: true
     listen: "127.0.0.1:%d"
     data_dir: %s/dis
+    auth: {mode: none}  # local development, loopback only
 %sstreams:
   - {name: telemetry, partition_count: 1}
 routes:

@@ -94,6 +94,7 @@ dis:
     enabled: true
     listen: "127.0.0.1:%d"
     data_dir: %s/dis-new
+    auth: {mode: none}  # local development, loopback only
 admin:
   listen: "127.0.0.1:%d"
 streams:
