@@ -86,7 +86,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, body []byte)
 			Message: "Token authentication is not enabled on this server (auth.mode is " + s.cfg.Auth.Mode + ")."}
 	}
 	var req dis.TokenRequest
-	if err := decodeJSON(body, &req); err != nil {
+	if err := decodeIAMJSON(body, &req); err != nil {
 		return err
 	}
 	id := req.Auth.Identity

@@ -132,12 +132,22 @@ func readAllLimited(rd io.Reader, max int64, bad func(string, ...any) error) ([]
 // unknown fields become DIS.4300 naming the field. The fields official
 // clients send beyond the reference are declared in the request types
 // (requests.go), so only fields no known client sends are refused.
-func decodeJSON(body []byte, v any) error {
+func decodeJSON(body []byte, v any) error { return decodeJSONBody(body, v, true) }
+
+// decodeIAMJSON decodes an IAM request (POST /v3/auth/tokens). IAM is not
+// the DIS API: its token body has many optional members (user and domain
+// ids, scope.domain, MFA, ...) that clients may send and this server does
+// not use, so unknown fields are ignored there.
+func decodeIAMJSON(body []byte, v any) error { return decodeJSONBody(body, v, false) }
+
+func decodeJSONBody(body []byte, v any, strict bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return dis.NewError(dis.CodeEmptyRequest, "Empty request.")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		if key, ok := strings.CutPrefix(err.Error(), unknownFieldPrefix); ok {
 			field := unknownFieldPath(body, reflect.TypeOf(v))
