@@ -34,6 +34,9 @@ func TestUnsetBuiltinAuthModeIsRefused(t *testing.T) {
 		{"dis serve, standalone file", []string{"dis", "serve", "--data-dir", filepath.Join(dir, "d2"), "-c", standalone}, "auth.mode: " + fix},
 		{"dis serve, gateway file", []string{"dis", "serve", "--data-dir", filepath.Join(dir, "d3"), "-c", gatewayFile}, "dis.builtin.auth.mode: " + fix},
 		{"run --check-config", []string{"run", "--check-config", "-c", gatewayFile}, "dis.builtin.auth.mode: " + fix},
+		// No -c and no configs/edgegw.yaml where it runs (the test's
+		// working directory is cmd/edgegw).
+		{"dis serve, no config file", []string{"dis", "serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "d4")}, "does not run without authentication unless a file says auth.mode: none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Bounded: a server that wrongly starts is killed, not waited for.

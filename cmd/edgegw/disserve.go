@@ -32,11 +32,23 @@ func loadDISServeConfig(path string, explicit bool) (disserver.Config, config.Lo
 		}
 		return sc, config.Default().Log, nil
 	}
+	missing := err != nil
 	cfg, err := loadConfig(path, explicit, true)
 	if err != nil {
 		return disserver.Config{}, config.Log{}, err
 	}
-	return cfg.DIS.Builtin.Server, cfg.Log, nil
+	sc := cfg.DIS.Builtin.Server
+	if missing {
+		// No file: nothing said auth.mode none, so the server runs only
+		// with credentials from the environment (mode any).
+		sc.Auth.Mode = ""
+		sc.ResolveAuthMode()
+		if sc.Auth.Mode == "" {
+			return disserver.Config{}, config.Log{}, usagef("no config file %s and no credentials: the DIS server does not run without authentication unless a file says auth.mode: none; "+
+				"pass -c FILE (e.g. configs/edgegw.yaml), or set %s and %s", path, disserver.EnvAccessKey, disserver.EnvSecretKey)
+		}
+	}
+	return sc, cfg.Log, nil
 }
 
 // hasGatewayKey reports whether data is a YAML mapping with a top-level key
