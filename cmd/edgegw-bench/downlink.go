@@ -16,7 +16,6 @@ import (
 	"github.com/edgegw/edgegw/internal/config"
 	"github.com/edgegw/edgegw/internal/dis"
 	"github.com/edgegw/edgegw/internal/disserver"
-	"github.com/edgegw/edgegw/internal/gateway"
 	"github.com/edgegw/edgegw/internal/mqtttest"
 )
 
@@ -195,20 +194,7 @@ downlink:
 		return nil, err
 	}
 	cfg.Streams, cfg.Routing, cfg.Downlink = parsed.Streams, parsed.Routing, parsed.Downlink
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	g := gateway.New(cfg, quietLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		cancel()
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	return &runningGateway{g: g, mqtt: g.MQTTAddr("tcp").String(), stop: func() { cancel(); <-done }}, nil
+	return runGateway(cfg)
 }
 
 // commandSink is a QoS 1 subscriber to every device's commands.

@@ -253,6 +253,11 @@ func startGateway(dir, endpoint string) (*runningGateway, error) {
 		return nil, err
 	}
 	cfg.Routing = routes.Routing
+	return runGateway(cfg)
+}
+
+// runGateway validates cfg and runs a gateway on it until stop.
+func runGateway(cfg config.Config) (*runningGateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
