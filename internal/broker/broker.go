@@ -213,7 +213,7 @@ func New(opts Options) (*Broker, error) {
 			b.closeListeners()
 			return nil, fmt.Errorf("MQTT listener %q is configured twice", lc.Name)
 		}
-		l, addr, err := bind(lc, hs)
+		l, addr, err := bind(lc, hs, closeClientsOf(srv))
 		if err != nil {
 			b.closeListeners()
 			return nil, err

@@ -16,10 +16,11 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
+
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/edgegw/edgegw/internal/mqtttest"
+	"github.com/edgegw/edgegw/internal/ratelog"
 )
 
 // deliveryBroker starts a mochi server configured like New does (inline
@@ -47,7 +48,10 @@ func deliveryBroker(t *testing.T, opts DeliveryOptions, caps func(*mqtt.Capabili
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+	// The broker's own listener, not mochi's listeners.Net: its Close can
+	// deadlock with a client leaving (closeClientsOf).
+	hs := &handshakeLog{log: log, limit: ratelog.New(time.Minute, 0)}
+	if err := srv.AddListener(&tcpListener{id: "tcp", proto: TypeTCP, ln: ln, hs: hs, closeClients: closeClientsOf(srv)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Serve(); err != nil {

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/edgegw/edgegw/internal/ratelog"
 )
@@ -246,6 +248,24 @@ func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return k.cert, nil
 }
 
+// closeClientsOf returns what the listeners' Close calls to disconnect their
+// clients (MQTT 5 clients get DISCONNECT 0x8B, server shutting down), in
+// place of the callback mochi passes: that one (Server.closeListenerClients)
+// uses Clients.GetByListener, which takes the clients' read lock twice (its
+// Len call nests RLock). A client leaving at that moment queues for the write
+// lock (Clients.Delete) between the two, and the nested RLock then waits for
+// it forever: Close deadlocks (mochi v2.7.9; seen in CI, a test hung 12
+// minutes in Server.Close). GetAll takes the read lock once.
+func closeClientsOf(srv *mqtt.Server) func(listener string) {
+	return func(id string) {
+		for _, cl := range srv.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	}
+}
+
 // deadlineListener gives every accepted connection connectTimeout to get as
 // far as CONNECT.
 type deadlineListener struct{ net.Listener }
@@ -263,7 +283,7 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 // here (not in mochi) makes a bind error fail startup with the listener's
 // name for every type, WebSocket included (mochi's own WebSocket listener
 // binds in Serve and only logs the error), and lets tests use port 0.
-func bind(lc ListenerConfig, hs *handshakeLog) (listeners.Listener, net.Addr, error) {
+func bind(lc ListenerConfig, hs *handshakeLog, closeClients func(listener string)) (listeners.Listener, net.Addr, error) {
 	tlsCfg, err := listenerTLS(lc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("MQTT listener %q: %w", lc.Name, err)
@@ -279,9 +299,11 @@ func bind(lc ListenerConfig, hs *handshakeLog) (listeners.Listener, net.Addr, er
 	}
 	switch lc.Type {
 	case TypeWS, TypeWSS:
-		return newWSListener(lc, ln), addr, nil
+		l := newWSListener(lc, ln)
+		l.closeClients = closeClients
+		return l, addr, nil
 	default:
-		return &tcpListener{id: lc.Name, proto: lc.Type, ln: ln, hs: hs}, addr, nil
+		return &tcpListener{id: lc.Name, proto: lc.Type, ln: ln, hs: hs, closeClients: closeClients}, addr, nil
 	}
 }
 
@@ -360,6 +382,8 @@ type tcpListener struct {
 	hs    *handshakeLog
 	log   *slog.Logger
 	g     guard
+	// closeClients disconnects the listener's clients (closeClientsOf).
+	closeClients func(listener string)
 }
 
 func (l *tcpListener) ID() string       { return l.id }
@@ -395,9 +419,9 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 
 // Close stops accepting, disconnects the listener's clients and waits for
 // their establish calls to return.
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+func (l *tcpListener) Close(listeners.CloseFn) {
 	_ = l.ln.Close()
-	closeClients(l.id)
+	l.closeClients(l.id)
 	l.g.closeAll()
 }
 
@@ -414,6 +438,8 @@ type wsListener struct {
 	establish listeners.EstablishFn
 	closed    atomic.Bool
 	g         guard
+	// closeClients disconnects the listener's clients (closeClientsOf).
+	closeClients func(listener string)
 }
 
 func newWSListener(lc ListenerConfig, ln net.Listener) *wsListener {
@@ -490,13 +516,13 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close stops accepting and disconnects the listener's clients.
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	if l.closed.CompareAndSwap(false, true) {
 		// Close, not Shutdown: upgraded connections are hijacked and
 		// Shutdown would not wait for them anyway; closeClients ends them.
 		_ = l.srv.Close()
 	}
-	closeClients(l.id)
+	l.closeClients(l.id)
 	l.g.closeAll()
 }
 
