@@ -53,19 +53,6 @@ func TestUnknownFieldsAreRefused(t *testing.T) {
 	}
 }
 
-// TestUnknownTokenFieldIsRefused: the IAM-style token request is strict too.
-func TestUnknownTokenFieldIsRefused(t *testing.T) {
-	e := startEnv(t, func(c *Config) {
-		c.Auth.Mode = AuthToken
-		c.Auth.Users = []UserConfig{{Name: "alice", Password: "pw", Domain: "dom", Projects: []string{testProject}}}
-	})
-	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","password":"pw","domain":{"name":"dom"},"mfa":"1"}}},"scope":{"project":{"id":"` + testProject + `"}}}}`
-	runCases(t, e, []apiCase{
-		unknownField("token", "POST", "/v3/auth/tokens", body, "auth.identity.password.user.mfa"),
-		{name: "the same request without it", method: "POST", path: "/v3/auth/tokens", body: strings.Replace(body, `,"mfa":"1"`, "", 1), status: http.StatusCreated},
-	})
-}
-
 // TestOfficialClientExtraFieldsAreAccepted pins the fields official clients
 // send beyond the reference (requests.go): each is accepted on its endpoint.
 func TestOfficialClientExtraFieldsAreAccepted(t *testing.T) {
