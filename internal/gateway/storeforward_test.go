@@ -486,37 +486,7 @@ func TestTokenAuthCredentialsNeverLogged(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			logs := &syncBuffer{}
-			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			ctx, cancel := context.WithCancel(context.Background())
-			gw := New(cfg, log)
-			done := make(chan error, 1)
-			go func() { done <- gw.Run(ctx) }()
-			var once sync.Once
-			stop := func() { once.Do(func() { cancel(); <-done }) }
-			defer stop()
-			select {
-			case <-gw.Ready():
-			case err := <-done:
-				t.Fatalf("gateway: %v\n%s", err, logs.String())
-			case <-time.After(30 * time.Second):
-				t.Fatal("gateway not ready")
-			}
-
-			c := mqtttest.Connect(t, gw.MQTTAddr("tcp").String(), "pub-d1")
-			payloads := [][]byte{payload("d1", 0), payload("d1", 1), payload("d1", 2)}
-			if err := mqtttest.FirstError(mqtttest.PublishAll(c, []string{"devices/d1/telemetry"}, payloads, 1, 4, time.Minute)); err != nil {
-				t.Fatal(err)
-			}
-			reader, err := NewDISClient(cfg.DIS, gw.DISEndpoint())
-			if err != nil {
-				t.Fatal(err)
-			}
-			prs, err := distest.WaitForCount(context.Background(), reader, "telemetry", 3, time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkStream(t, prs, 1, 3)
+			gw, logs, stop := sendThreeWithDebugLogs(t, cfg)
 			if st, ok := gw.DISTokenStatus(); !ok || !st.Valid || st.Fetches < 1 {
 				t.Fatalf("token status %+v %v", st, ok)
 			}
@@ -632,37 +602,7 @@ func TestAKSKCredentialsFromConfigEnvOrFileNeverLogged(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			logs := &syncBuffer{}
-			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			ctx, cancel := context.WithCancel(context.Background())
-			gw := New(cfg, log)
-			done := make(chan error, 1)
-			go func() { done <- gw.Run(ctx) }()
-			var once sync.Once
-			stop := func() { once.Do(func() { cancel(); <-done }) }
-			defer stop()
-			select {
-			case <-gw.Ready():
-			case err := <-done:
-				t.Fatalf("gateway: %v\n%s", err, logs.String())
-			case <-time.After(30 * time.Second):
-				t.Fatal("gateway not ready")
-			}
-
-			c := mqtttest.Connect(t, gw.MQTTAddr("tcp").String(), "pub-d1")
-			payloads := [][]byte{payload("d1", 0), payload("d1", 1), payload("d1", 2)}
-			if err := mqtttest.FirstError(mqtttest.PublishAll(c, []string{"devices/d1/telemetry"}, payloads, 1, 4, time.Minute)); err != nil {
-				t.Fatal(err)
-			}
-			reader, err := NewDISClient(cfg.DIS, gw.DISEndpoint())
-			if err != nil {
-				t.Fatal(err)
-			}
-			prs, err := distest.WaitForCount(context.Background(), reader, "telemetry", 3, time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkStream(t, prs, 1, 3)
+			gw, logs, stop := sendThreeWithDebugLogs(t, cfg)
 			// The server refuses an unsigned client: the records above got in
 			// only because the gateway signed its requests.
 			if _, err := distest.ReadStream(context.Background(), disClient(t, gw.DISEndpoint()), "telemetry"); err == nil {
@@ -704,4 +644,44 @@ func TestBufferMaxAgeDefaultsToStreamRetention(t *testing.T) {
 	if opts.Overflow != buffer.Overflow(cfg.Buffer.Overflow) || opts.MaxBytes != int64(cfg.Buffer.MaxBytes) {
 		t.Fatalf("global bounds: %+v", opts)
 	}
+}
+
+// sendThreeWithDebugLogs runs a gateway on cfg with a debug-level log kept
+// in memory, publishes three QoS 1 messages of device d1 and reads them back
+// from DIS with the gateway's own client settings (credentials included).
+// stop ends the gateway (also run at cleanup); the log then holds its shutdown.
+func sendThreeWithDebugLogs(t *testing.T, cfg config.Config) (gw *Gateway, logs *syncBuffer, stop func()) {
+	t.Helper()
+	logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	gw = New(cfg, log)
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	select {
+	case <-gw.Ready():
+	case err := <-done:
+		once.Do(cancel) // it has ended: stop must not wait for it again
+		t.Fatalf("gateway: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway not ready")
+	}
+	c := mqtttest.Connect(t, gw.MQTTAddr("tcp").String(), "pub-d1")
+	payloads := [][]byte{payload("d1", 0), payload("d1", 1), payload("d1", 2)}
+	if err := mqtttest.FirstError(mqtttest.PublishAll(c, []string{"devices/d1/telemetry"}, payloads, 1, 4, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := NewDISClient(cfg.DIS, gw.DISEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prs, err := distest.WaitForCount(context.Background(), reader, "telemetry", 3, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStream(t, prs, 1, 3)
+	return gw, logs, stop
 }
