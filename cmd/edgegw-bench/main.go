@@ -86,7 +86,13 @@ func run(devices, perDevice, size, window, backlog, rate int, latencyFor time.Du
 	if err != nil {
 		return err
 	}
+	stopIngestProfile, err := startProfile(*ingestProfile)
+	if err != nil {
+		gw.stop()
+		return err
+	}
 	durable, err := publishLoad(gw.mqtt, devices, perDevice, size, window, 0)
+	stopIngestProfile()
 	gw.stop()
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -169,6 +175,10 @@ func run(devices, perDevice, size, window, backlog, rate int, latencyFor time.Du
 // server run in this process), for finding what limits the drain rate:
 // go tool pprof -top <file>.
 var drainProfile = flag.String("drain-cpuprofile", "", "write a CPU profile of the backlog drain to this file")
+
+// ingestProfile: a CPU profile of the durable ingest phase (the gateway with
+// its built-in DIS draining alongside, as in the measured run).
+var ingestProfile = flag.String("ingest-cpuprofile", "", "write a CPU profile of the durable QoS 1 ingest to this file")
 
 func startProfile(path string) (stop func(), err error) {
 	if path == "" {
