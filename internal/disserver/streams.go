@@ -412,11 +412,14 @@ func (s *Server) hDescribeStream(c *call) error {
 		return err
 	}
 	// 100 by default as the Java SDK sends; 1000 is the largest page the
-	// Python SDK asks for.
-	limit, err := intParam(c, "limit_partitions", 100, 1, 1000)
+	// Python SDK asks for. The reference names no maximum, so a larger
+	// limit is served as 1000 (the page says has_more_partitions) rather
+	// than refused; no stream has that many partitions under the quotas.
+	limit, err := intParam(c, "limit_partitions", 100, 1, math.MaxInt32)
 	if err != nil {
 		return err
 	}
+	limit = min(limit, 1000)
 	after := -1
 	if v := c.q("start_partitionId"); v != "" {
 		if after, err = dis.ParsePartitionID(v); err != nil {

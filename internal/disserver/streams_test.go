@@ -237,6 +237,7 @@ func TestDescribeStream(t *testing.T) {
 		{name: "trailing slash routes", method: "GET", path: streamsPath + "/s/", status: 200},
 		{name: "bad start_partitionId is DIS.4201", method: "GET", path: streamsPath + "/s?start_partitionId=shard-x", status: 400, code: "DIS.4201"},
 		{name: "limit_partitions 0 is refused", method: "GET", path: streamsPath + "/s?limit_partitions=0", status: 400, code: "DIS.4200"},
+		{name: "limit_partitions above 1000 is served, not refused (the reference names no maximum)", method: "GET", path: streamsPath + "/s?limit_partitions=5000", status: 200},
 	})
 }
 
