@@ -368,7 +368,13 @@ func (s *Server) hCommitCheckpoint(c *call) error {
 	st.mu.RLock()
 	next := st.parts[idx].committed.Load()
 	sid := st.sid
+	expired := st.meta.Partitions[idx].Status == dis.PartitionExpired
 	st.mu.RUnlock()
+	if expired {
+		// Nothing can be read there any more, so no position is worth
+		// keeping (COMPAT-NOTES 31: EXPIRED gives DIS.4319).
+		return dis.NewError(dis.CodePartitionExpired, "Partition is expired. %s", dis.ShardID(idx))
+	}
 	// The value is opaque but must be a position that exists; next-to-write
 	// is allowed because consumers commit "next to read" (COMPAT-NOTES fact 34).
 	if seq > next {

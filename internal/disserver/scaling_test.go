@@ -154,6 +154,10 @@ func TestRetention(t *testing.T) {
 		if r := e.getRecordsReply(cur); r.status != 400 || r.errCode(t) != "DIS.4319" {
 			t.Fatalf("GetRecords on an EXPIRED partition: %d %s", r.status, r.body)
 		}
+		e.mustStatus(201, e.do("POST", appsPath, map[string]any{"app_name": "expired-reader"}))
+		if r := e.do("POST", checkpointsPath, commitBody("expired-reader", "s", "1", "0")); r.status != 400 || r.errCode(t) != "DIS.4319" {
+			t.Fatalf("checkpoint on an EXPIRED partition: %d %s", r.status, r.body)
+		}
 		cur = dis.EncodeCursor(dis.Cursor{StreamName: "s", PartitionID: "9", StartingSequenceNumber: "0", GenerateTimestamp: e.clock.Now().UnixMilli()})
 		if r := e.getRecordsReply(cur); r.status != 400 || r.errCode(t) != "DIS.4302" {
 			t.Fatalf("GetRecords on an unknown partition: %d %s", r.status, r.body)
