@@ -147,29 +147,28 @@ func (r *aclRule) appliesTo(id *identity) bool {
 // canPublish decides whether id may publish to topic (a topic name). It
 // returns the index of the deciding rule, or -1 for the default.
 func (a *acl) canPublish(id *identity, topic string) (bool, int) {
-	for i := range a.rules {
-		r := &a.rules[i]
-		if len(r.publish) == 0 || !r.appliesTo(id) {
-			continue
-		}
-		for _, p := range r.publish {
-			if p.MatchTopic(topic, id.username, id.clientID) {
-				return r.allow, r.index
-			}
-		}
-	}
-	return a.defaultAllow, -1
+	return a.decideTopic(id, topic, false)
 }
 
 // canReceive decides whether id may receive a message on topic (a topic
 // name): the check mochi makes for every delivery to a subscriber.
 func (a *acl) canReceive(id *identity, topic string) (bool, int) {
+	return a.decideTopic(id, topic, true)
+}
+
+// decideTopic is the first rule applying to id whose publish (or, for
+// receive, subscribe) patterns match topic.
+func (a *acl) decideTopic(id *identity, topic string, receive bool) (bool, int) {
 	for i := range a.rules {
 		r := &a.rules[i]
-		if len(r.subscribe) == 0 || !r.appliesTo(id) {
+		patterns := r.publish
+		if receive {
+			patterns = r.subscribe
+		}
+		if len(patterns) == 0 || !r.appliesTo(id) {
 			continue
 		}
-		for _, p := range r.subscribe {
+		for _, p := range patterns {
 			if p.MatchTopic(topic, id.username, id.clientID) {
 				return r.allow, r.index
 			}
