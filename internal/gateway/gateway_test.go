@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/edgegw/edgegw/internal/dis"
 	"github.com/edgegw/edgegw/internal/disserver"
 	"github.com/edgegw/edgegw/internal/distest"
-	"github.com/edgegw/edgegw/internal/mqtttest"
 	"github.com/edgegw/edgegw/internal/router"
 )
 
@@ -137,42 +135,10 @@ func payload(device string, i int) []byte {
 	return b.Bytes()
 }
 
-// publishDevices publishes perDevice QoS 1 messages from each of devices paho
-// clients (device ids d0, d1, ...) concurrently, and fails the test unless every
-// one was acknowledged.
+// publishDevices is publishDevicesWithin with two minutes for the acks.
 func publishDevices(t *testing.T, addr string, devices, perDevice int) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, devices)
-	for d := 0; d < devices; d++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := "d" + strconv.Itoa(d)
-			c, err := mqtttest.Dial(addr, "pub-"+id)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Disconnect(250)
-			payloads := make([][]byte, perDevice)
-			for i := range payloads {
-				payloads[i] = payload(id, i)
-			}
-			rs := mqtttest.PublishAll(c, []string{"devices/" + id + "/telemetry"}, payloads, 1, 64, 2*time.Minute)
-			if err := mqtttest.FirstError(rs); err != nil {
-				errs <- fmt.Errorf("%s: %d/%d acked: %w", id, mqtttest.Acked(rs), perDevice, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	publishDevicesWithin(t, addr, devices, perDevice, 2*time.Minute)
 }
 
 // checkStream asserts the stream holds exactly perDevice messages of each

@@ -85,7 +85,9 @@ func TestOutage100kMessagesDrainInOrder(t *testing.T) {
 	}
 }
 
-// publishDevicesWithin is publishDevices with a deadline for all the acks.
+// publishDevicesWithin publishes perDevice QoS 1 messages from each of
+// devices paho clients (device ids d0, d1, ...) concurrently, and fails the
+// test unless every one was acknowledged within timeout.
 func publishDevicesWithin(t *testing.T, addr string, devices, perDevice int, timeout time.Duration) {
 	t.Helper()
 	var wg sync.WaitGroup
