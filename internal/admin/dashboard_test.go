@@ -4,65 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// startBrowser starts a headless Debian chromium (failing when it is missing
-// and EDGEGW_REQUIRE_TOOLS is set) and collects the page's console errors,
-// uncaught exceptions and browser-log errors.
-func startBrowser(t *testing.T) (context.Context, func() []string) {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("EDGEGW_REQUIRE_TOOLS") != "" {
-			t.Fatal("chromium is required (EDGEGW_REQUIRE_TOOLS is set) but not installed; apt-get install chromium")
-		}
-		t.Skip("chromium not installed (apt-get install chromium)")
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
-		// Without these Chromium dials out on its own into a closed network.
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true))
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	if err := chromedp.Do(ctx); err != nil {
-		cancelTimeout()
-		cancelCtx()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-	var mu sync.Mutex
-	var problems []string
-	messages := chromedp.Console(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
-				mu.Lock()
-				problems = append(problems, m.String()+" ("+m.URL+")")
-				mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { cancelTimeout(); <-done; cancelCtx(); cancelAlloc() })
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), problems...)
-	}
-}
+	"github.com/edgegw/edgegw/internal/browsertest"
+)
 
 func waitText(t *testing.T, ctx context.Context, sel string, ok func(string) bool) {
 	t.Helper()
@@ -96,7 +45,7 @@ func TestDashboardRendersEveryPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	ctx, problems := startBrowser(t)
+	ctx, problems := browsertest.Start(t, 2*time.Minute)
 
 	// No token yet: the API answers 401 (the browser logs that) and the
 	// page asks for the token.

@@ -4,87 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/edgegw/edgegw/internal/browsertest"
 	"github.com/edgegw/edgegw/internal/mqtttest"
 	"github.com/edgegw/edgegw/internal/router"
 )
-
-// chromium returns Debian's chromium, failing the test when it is missing and
-// EDGEGW_REQUIRE_TOOLS is set (as in CI), skipping it otherwise.
-func chromium(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("EDGEGW_REQUIRE_TOOLS") != "" {
-			t.Fatal("chromium is required (EDGEGW_REQUIRE_TOOLS is set) but not installed; apt-get install chromium")
-		}
-		t.Skip("chromium not installed (apt-get install chromium)")
-	}
-	return p
-}
-
-// browser starts a headless Chromium for one test and collects everything the
-// page reports as an error: console.error, uncaught exceptions, and entries of
-// the browser log at level error (a failed load, a refused connection).
-func browser(t *testing.T) (context.Context, func() []string) {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		// Without these Chromium dials out on its own, and this machine's
-		// closed network refuses those connections noisily.
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	// Open the tab first, so the console subscription sees the page from its start.
-	if err := chromedp.Do(ctx); err != nil {
-		cancelTimeout()
-		cancelCtx()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-
-	var mu sync.Mutex
-	var problems []string
-	messages := chromedp.Console(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range messages {
-			if err != nil {
-				return // the context ended
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
-				mu.Lock()
-				problems = append(problems, m.String()+" ("+m.URL+")")
-				mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { cancelTimeout(); <-done; cancelCtx(); cancelAlloc() })
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), problems...)
-	}
-}
 
 // textOf polls until the element's text satisfies ok, and returns it.
 func textOf(t *testing.T, ctx context.Context, sel, what string, ok func(string) bool) string {
@@ -118,7 +47,7 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw := startGateway(t, cfg)
-	ctx, problems := browser(t)
+	ctx, problems := browsertest.Start(t, 3*time.Minute)
 
 	url := fmt.Sprintf("http://%s/#token=%s", gw.gw.AdminAddr(), token)
 	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#uplink"))); err != nil {

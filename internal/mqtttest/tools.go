@@ -16,7 +16,7 @@ func Tool(t testing.TB, name string) string {
 		if os.Getenv("EDGEGW_REQUIRE_TOOLS") != "" {
 			t.Fatalf("%s is required (EDGEGW_REQUIRE_TOOLS is set) but not installed", name)
 		}
-		t.Skipf("%s not installed (apt-get install mosquitto-clients)", name)
+		t.Skipf("%s not installed (.ci/run lists the Debian packages the tests use)", name)
 	}
 	return p
 }
