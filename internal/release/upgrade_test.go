@@ -76,32 +76,11 @@ routes:
 		t.Fatal("the previous build left no buffer")
 	}
 
-	// The current release binary, on the same buffer, with a fresh built-in DIS.
+	// The current release binary, on the same buffer, with a fresh built-in DIS
+	// (the old build had none, so dir/dis is new).
 	newCfg := filepath.Join(dir, "new.yaml")
 	disPort, adminPort := freePort(t), freePort(t)
-	writeFile(t, newCfg, fmt.Sprintf(`gateway:
-  id: release-upgrade
-mqtt:
-  anonymous: loopback
-  listeners:
-    - {name: tcp, type: tcp, address: "127.0.0.1:%d"}
-buffer:
-  dir: %s/buffer
-uplink:
-  flush_timeout: 5s
-dis:
-  builtin:
-    enabled: true
-    listen: "127.0.0.1:%d"
-    data_dir: %s/dis-new
-    auth: {mode: none}  # local development, loopback only
-admin:
-  listen: "127.0.0.1:%d"
-streams:
-  - {name: telemetry, partition_count: 1}
-routes:
-  - {topic: devices/+/telemetry, stream: telemetry, partition_key: "{topic.2}"}
-`, mqttPort, dir, disPort, dir, adminPort))
+	writeFile(t, newCfg, gatewayConfig(dir, mqttPort, disPort, adminPort))
 	current := hostRunner(filepath.Join(a.dist, "edgegw-linux-amd64"))
 	gw = start(t, current(ctx, "run", "-c", newCfg))
 	waitReady(t, gw, fmt.Sprintf("127.0.0.1:%d", adminPort))
