@@ -388,16 +388,7 @@ func TestDiskFullFailsAppendsWithoutDamageAndRecovers(t *testing.T) {
 	for i := range 20 {
 		mustAppend(t, b, rec("s", i))
 	}
-	var mu sync.Mutex
-	fail := true
-	b.commitHook = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			return fmt.Errorf("write wal: %w", syscall.ENOSPC)
-		}
-		return nil
-	}
+	heal := failCommits(b, syscall.ENOSPC)
 	for i := range 5 {
 		_, err := b.Append(context.Background(), rec("s", 100+i))
 		if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
@@ -407,9 +398,7 @@ func TestDiskFullFailsAppendsWithoutDamageAndRecovers(t *testing.T) {
 	if err := b.Ack("s", 1, 2); err != nil {
 		t.Fatalf("ack while appends fail: %v", err)
 	}
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	heal()
 	if got := mustAppend(t, b, rec("s", 20)); got != 21 {
 		t.Fatalf("seq after recovery %d, want 21 (failed appends wrote nothing)", got)
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -20,16 +20,7 @@ func TestIOErrorFailsAppendsWithoutDamageAndRecovers(t *testing.T) {
 	for i := range 10 {
 		mustAppend(t, b, rec("s", i))
 	}
-	var mu sync.Mutex
-	fail := true
-	b.commitHook = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			return fmt.Errorf("write wal: %w", syscall.EIO)
-		}
-		return nil
-	}
+	heal := failCommits(b, syscall.EIO)
 	for i := range 3 {
 		_, err := b.Append(context.Background(), rec("s", 100+i))
 		if err == nil || !errors.Is(err, syscall.EIO) || errors.Is(err, ErrDiskFull) || errors.Is(err, ErrFull) {
@@ -42,9 +33,7 @@ func TestIOErrorFailsAppendsWithoutDamageAndRecovers(t *testing.T) {
 	if err := b.Ack("s", 1); err != nil {
 		t.Fatalf("ack during an append I/O error: %v", err)
 	}
-	mu.Lock()
-	fail = false
-	mu.Unlock()
+	heal()
 	if got := mustAppend(t, b, rec("s", 10)); got != 11 {
 		t.Fatalf("seq after recovery %d, want 11", got)
 	}
@@ -58,4 +47,18 @@ func TestIOErrorFailsAppendsWithoutDamageAndRecovers(t *testing.T) {
 	if got := seqsOf(readAll(t, b2, "s")); !slices.Equal(got, span(2, 11)) {
 		t.Fatalf("after reopen: %v", got)
 	}
+}
+
+// failCommits makes every commit of b fail with errno (as the WAL write
+// would) until the returned heal is called.
+func failCommits(b *Buffer, errno syscall.Errno) (heal func()) {
+	var failing atomic.Bool
+	failing.Store(true)
+	b.commitHook = func() error {
+		if failing.Load() {
+			return fmt.Errorf("write wal: %w", errno)
+		}
+		return nil
+	}
+	return func() { failing.Store(false) }
 }
